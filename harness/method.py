@@ -1,0 +1,103 @@
+"""Methods: what a plugin implements to be benchmarked.
+
+A method is a class with ``name``, ``description``, a typed ``Config`` (frozen dataclass) and the
+candidate ``contracts`` it can answer. The runner calls ``fit(FitData)`` once, then
+``predict(ExampleSet, Contract)`` on batches of test inputs. It never passes test targets.
+
+Most classic recommenders only need to score items: subclass :class:`ScoringMethod` and
+implement ``fit`` and ``score``; it answers every contract (full catalog with seen items
+excluded, a fixed candidate list, top-k for generation tasks) with no task-specific code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+from recbench.contracts import CANDIDATES, CONTRACT_KINDS, FULL_CATALOG, GENERATION, Contract
+from recbench.errors import RegistrationError
+from recbench.examples import CatalogView, ExampleSet, FitData, Predictions
+
+
+@dataclasses.dataclass(frozen=True)
+class NoConfig:
+    """This method has no options."""
+
+
+class Method:
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type] = NoConfig
+    contracts: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: Any = None, *, seed: int = 0) -> None:
+        self.config = config if config is not None else self.Config()
+        self.seed = seed
+
+    @classmethod
+    def validate_class(cls) -> None:
+        for attr in ("name", "description"):
+            if not isinstance(getattr(cls, attr, None), str):
+                raise RegistrationError(f"method class {cls.__qualname__} must set a string class attribute {attr!r}.")
+        if not (dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen):  # type: ignore[attr-defined]
+            raise RegistrationError(f"method {cls.name!r}: Config must be a frozen dataclass, got {cls.Config!r}.")
+        unknown = set(cls.contracts) - set(CONTRACT_KINDS)
+        if not cls.contracts or unknown:
+            raise RegistrationError(
+                f"method {cls.name!r}: contracts must be a non-empty subset of {CONTRACT_KINDS}, got {sorted(cls.contracts)}."
+            )
+
+    def fit(self, data: FitData) -> None:
+        """Learn from training interactions and validation examples (with their targets)."""
+
+    def predict(self, examples: ExampleSet, contract: Contract) -> Predictions:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Anything the method chose while fitting (e.g. tuned hyper-parameters), stored in results."""
+        return {}
+
+
+class ScoringMethod(Method):
+    """A method that scores every catalog item for an example; the base class answers contracts."""
+
+    contracts: ClassVar[frozenset[str]] = frozenset({FULL_CATALOG, CANDIDATES, GENERATION})
+    catalog: CatalogView
+
+    def fit(self, data: FitData) -> None:
+        self.catalog = data.catalog
+
+    def score(self, examples: ExampleSet) -> np.ndarray:
+        """``(len(examples), n_items)`` float scores, higher is better. Called on one batch at a time."""
+        raise NotImplementedError
+
+    def score_candidates(self, examples: ExampleSet) -> np.ndarray:
+        """``(n, c)`` scores of each example's candidates; override when cheaper than a full score."""
+        assert examples.candidates is not None
+        return np.take_along_axis(np.asarray(self.score(examples)), examples.candidates.astype(np.int64), axis=1)
+
+    def predict(self, examples: ExampleSet, contract: Contract) -> Predictions:
+        if contract.kind == CANDIDATES:
+            scores = np.asarray(self.score_candidates(examples), dtype=np.float64)
+            order = np.argsort(-scores, axis=1, kind="stable")
+            return Predictions(
+                items=np.take_along_axis(examples.candidates, order, axis=1),
+                scores=np.take_along_axis(scores, order, axis=1),
+            )
+        scores = np.array(self.score(examples), dtype=np.float64, copy=True)
+        if getattr(contract, "exclude_seen", False) or contract.kind == GENERATION:
+            rows = examples.histories.row_ids()
+            scores[rows, examples.histories.items] = -np.inf
+        return top_k(scores, contract.k)
+
+
+def top_k(scores: np.ndarray, k: int) -> Predictions:
+    """Best ``k`` columns per row, best first (ties broken by lower item code)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    items = np.take_along_axis(part, order, axis=1)
+    return Predictions(items=items, scores=np.take_along_axis(scores, items, axis=1))

@@ -1,0 +1,158 @@
+"""Tasks: a declarative spec (``tasks/*.toml``) plus a task kind (Python) that builds examples.
+
+A spec names its kind, dataset, version, metrics and parameters::
+
+    name = "fullrank"
+    version = 1
+    kind = "fullrank"
+    dataset = "ml-100k"
+    description = "Leave-one-out next-item prediction over the full catalog"
+    primary_metric = "ndcg@10"
+    metrics = ["hr@10", "ndcg@10", "mrr@20"]
+    [params]
+    k = 20
+
+A task kind builds, from a catalog, a :class:`TaskData`: the :class:`~recbench.examples.FitData`
+and test inputs a method gets, and the test targets only the runner gets.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from recbench.config import build_config, config_to_dict
+from recbench.contracts import CONTRACT_KINDS, Contract
+from recbench.data.catalog import TIE_RULE, Catalog
+from recbench.errors import ConfigError, RegistrationError
+from recbench.examples import ExampleSet, FitData, Targets
+from recbench.hashing import stable_hash
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    version: int
+    kind: str
+    dataset: str
+    description: str
+    metrics: tuple[str, ...]
+    primary_metric: str
+    params: dict[str, Any] = field(default_factory=dict)
+    filters: tuple[dict[str, Any], ...] = ()
+    reference: str | None = None  # default reference row of the leaderboard's relative column
+    path: str | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TaskSpec:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RegistrationError(f"task spec {str(path)!r} cannot be read: {exc}") from exc
+        return cls.from_dict(raw, path=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], path: str | None = None) -> TaskSpec:
+        where = path or "task spec"
+        known = {f.name for f in fields(cls)} - {"path"}
+        unknown = set(raw) - known
+        if unknown:
+            raise RegistrationError(f"{where}: unknown key(s) {sorted(unknown)}; valid keys: {sorted(known)}.")
+        missing = [k for k in ("name", "version", "kind", "dataset", "metrics", "primary_metric") if k not in raw]
+        if missing:
+            raise RegistrationError(f"{where}: missing required key(s) {missing}.")
+        if raw["primary_metric"] not in raw["metrics"]:
+            raise RegistrationError(f"{where}: primary_metric {raw['primary_metric']!r} is not in metrics.")
+        return cls(
+            name=raw["name"],
+            version=int(raw["version"]),
+            kind=raw["kind"],
+            dataset=raw["dataset"],
+            description=raw.get("description", ""),
+            metrics=tuple(raw["metrics"]),
+            primary_metric=raw["primary_metric"],
+            params=dict(raw.get("params", {})),
+            filters=tuple(raw.get("filters", ())),
+            reference=raw.get("reference"),
+            path=path,
+        )
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A built task. ``fit`` and ``test_inputs`` may go to a method; ``test_targets`` never do.
+
+    ``subsets`` maps a subset name (e.g. ``discovery``) to a boolean mask over test examples, for
+    metrics written ``family@k[subset]``. ``outcome`` holds per-example arrays some metrics need
+    (e.g. ``propensity`` for IPS).
+    """
+
+    fit: FitData
+    test_inputs: ExampleSet
+    test_targets: Targets
+    subsets: dict[str, np.ndarray] = field(default_factory=dict)
+    outcome: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Base class of task kinds. Subclasses set the class attributes and implement :meth:`build`."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str]
+    contract_kind: ClassVar[str]
+    Params: ClassVar[type]  # frozen dataclass of the kind's parameters, with defaults
+
+    def __init__(self, spec: TaskSpec, overrides: dict[str, Any] | None = None) -> None:
+        self.spec = spec
+        self.params = build_config(self.Params, spec.params, overrides or {}, owner=f"task {spec.name!r} params")
+
+    @classmethod
+    def validate_class(cls) -> None:
+        for attr in ("kind", "description", "contract_kind", "Params"):
+            if not hasattr(cls, attr):
+                raise RegistrationError(f"task kind {cls.__qualname__} must set class attribute {attr!r}.")
+        if cls.contract_kind not in CONTRACT_KINDS:
+            raise RegistrationError(
+                f"task kind {cls.kind!r}: contract_kind {cls.contract_kind!r} is not one of {CONTRACT_KINDS}."
+            )
+        if not is_dataclass(cls.Params):
+            raise RegistrationError(f"task kind {cls.kind!r}: Params must be a dataclass.")
+
+    def contract(self) -> Contract:
+        raise NotImplementedError
+
+    def build(self, catalog: Catalog) -> TaskData:
+        raise NotImplementedError
+
+    def split_description(self) -> dict[str, Any]:
+        """The split, masking and sampling rules: overridden by kinds to describe themselves."""
+        return {}
+
+    def protocol(self, catalog: Catalog) -> dict[str, Any]:
+        """Everything that makes two results comparable, and its fingerprint."""
+        protocol = {
+            "task": self.spec.name,
+            "task_version": self.spec.version,
+            "kind": self.kind,
+            "dataset": catalog.name,
+            "dataset_hash": catalog.content_hash(),
+            "filters": [{k: v for k, v in f.items() if k != "removed"} for f in catalog.provenance.get("filters", [])],
+            "tie_rule": TIE_RULE,
+            "params": config_to_dict(self.params),
+            "contract": self.contract().describe(),
+            "split": self.split_description(),
+        }
+        protocol["fingerprint"] = stable_hash(protocol)
+        return protocol
+
+
+def check_override_keys(overrides: dict[str, Any], valid: set[str]) -> None:
+    unknown = set(overrides) - valid
+    if unknown:
+        raise ConfigError(f"unknown task parameter(s) {sorted(unknown)}; valid: {sorted(valid)}.")
