@@ -50,7 +50,7 @@ class Contract:
     # shared checks -------------------------------------------------------------------------
 
     def _fail(self, method: str, examples: ExampleSet, row: int | None, problem: str) -> PredictionError:
-        where = f"example {examples.keys[row]!r}" if row is not None else f"a batch of {len(examples)} examples"
+        where = f"example {str(examples.keys[row])!r}" if row is not None else f"a batch of {len(examples)} examples"
         return PredictionError(
             f"method {method!r} returned an invalid prediction for {where}: {problem} "
             f"(contract {self.kind!r}, k={self.k}). Fix the method's predict()."
@@ -111,7 +111,8 @@ class FullCatalogContract(Contract):
 
     def validate(self, preds: Any, examples: ExampleSet, catalog: CatalogView, method: str) -> Validated:
         items = self._items_array(preds, examples, method, self.k)
-        self._check_rows(items, examples, catalog, method, allow_empty=False)
+        self._check_rows(items, examples, catalog, method, allow_empty=True)
+        self._check_padding(items, examples, catalog, method)
         if self.exclude_seen:
             seen = _seen_mask(items, examples)
             if seen.any():
@@ -121,6 +122,25 @@ class FullCatalogContract(Contract):
                     f"items {items[row][seen[row]].tolist()} are in the user's history; this task excludes seen items",
                 )
         return Validated(items, dict(preds.diagnostics), preds.extras)
+
+
+    def _check_padding(self, items: np.ndarray, examples: ExampleSet, catalog: CatalogView, method: str) -> None:
+        """``-1`` may only pad the tail of a row, and only when fewer than ``k`` items are allowed."""
+        empty = items < 0
+        if not empty.any():
+            return
+        hist = examples.histories
+        unique_seen = np.array([len(np.unique(hist.items_of(r))) for r in range(len(examples))]) if self.exclude_seen else 0
+        allowed = catalog.n_items - unique_seen
+        n_valid = (~empty).sum(axis=1)
+        bad = (n_valid < np.minimum(self.k, allowed)) | (np.diff(empty.astype(np.int8), axis=1) < 0).any(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise self._fail(
+                method, examples, row,
+                f"items {items[row].tolist()} leave slots empty (-1) although {int(np.broadcast_to(allowed, bad.shape)[row])} "
+                "items are allowed; -1 may only pad the end of a row when fewer than k items remain",
+            )
 
 
 @dataclass(frozen=True)

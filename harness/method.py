@@ -94,10 +94,19 @@ class ScoringMethod(Method):
 
 
 def top_k(scores: np.ndarray, k: int) -> Predictions:
-    """Best ``k`` columns per row, best first (ties broken by lower item code)."""
+    """Best ``k`` columns per row, best first (ties broken by lower item code).
+
+    Columns scored ``-inf`` (excluded items) are never returned: when a row has fewer than ``k``
+    allowed columns, its tail is padded with item ``-1`` and score ``0``.
+    """
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
     items = np.take_along_axis(part, order, axis=1)
-    return Predictions(items=items, scores=np.take_along_axis(scores, items, axis=1))
+    top_scores = np.take_along_axis(scores, items, axis=1)
+    excluded = np.isneginf(top_scores)
+    if excluded.any():
+        items = np.where(excluded, -1, items)
+        top_scores = np.where(excluded, 0.0, top_scores)
+    return Predictions(items=items, scores=top_scores)

@@ -1,0 +1,315 @@
+"""The ``recbench`` command. Only this module reads ``sys.argv``.
+
+Heavy libraries are imported inside commands: ``recbench --help``, ``list`` and ``plugins``
+never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from recbench import __version__
+from recbench.errors import ConfigError, RecbenchError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except RecbenchError as exc:
+        print(f"recbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("recbench: interrupted; finished runs are saved, rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recbench", description="Benchmark LLM post-training recipes against classic recommenders."
+    )
+    parser.add_argument("--version", action="version", version=f"recbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run methods on a task and record results", description=_RUN_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--task", required=True, help="task name (see `recbench list tasks`)")
+    run.add_argument("--method", required=True, help="method name, or several separated by commas (a sweep)")
+    run.add_argument("--dataset", help="dataset to use instead of the task's default")
+    run.add_argument("--seed", default="0", help="method seed, or several separated by commas (default 0)")
+    run.add_argument("--config", help="TOML/JSON file of method settings (top level, or [method.NAME]) and [task] params")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a method setting, or a task parameter as task.KEY=VALUE (repeatable)")
+    run.add_argument("--force", action="store_true", help="recompute even if a result for this exact run exists")
+    run.add_argument("--results-dir", help="where results files go (default ./results or $RECBENCH_RESULTS)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list tasks, methods, datasets or metrics")
+    lst.add_argument("what", choices=["tasks", "methods", "datasets", "metrics"])
+    lst.add_argument("-v", "--verbose", action="store_true", help="also show each method's config options")
+    lst.set_defaults(func=cmd_list)
+
+    plugins = sub.add_parser("plugins", help="list loaded plugins, their versions and where they came from")
+    plugins.set_defaults(func=cmd_plugins)
+
+    data = sub.add_parser("data", help="fetch, inspect or add datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    fetch = data_sub.add_parser("fetch", help="download (or locate offline) and cache a dataset")
+    fetch.add_argument("name")
+    fetch.add_argument("--refresh", action="store_true", help="ignore the local cache")
+    fetch.set_defaults(func=cmd_data_fetch)
+    info = data_sub.add_parser("info", help="counts, date range, sparsity and source of a dataset")
+    info.add_argument("name")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_data_info)
+    add = data_sub.add_parser("add", help="register your own interactions (CSV or Parquet) as a dataset")
+    add.add_argument("name")
+    add.add_argument("--interactions", required=True, help="CSV or Parquet file of interactions")
+    add.add_argument("--items", help="optional CSV/Parquet of items (item_id, title, year, genres, text)")
+    add.add_argument("--users", help="optional CSV/Parquet of users (user_id and demographics)")
+    add.add_argument("--map", default="", help="column mapping, e.g. user_id=uid,item_id=movie,timestamp=ts,rating=stars")
+    add.add_argument("--timestamp-format", help="strftime format of date strings (default: Unix seconds or ISO dates)")
+    add.set_defaults(func=cmd_data_add)
+
+    board = sub.add_parser("leaderboard", help="render leaderboards/TASK.md from results files")
+    board.add_argument("--task", required=True)
+    board.add_argument("--reference", help="method whose row is the base of the relative column")
+    board.add_argument("--results-dir", help="results folder (default ./results or $RECBENCH_RESULTS)")
+    board.add_argument("--out", default="leaderboards", help="output folder (default ./leaderboards)")
+    board.add_argument("--metrics", help="comma-separated metrics to show (the primary metric is always first)")
+    board.add_argument("--no-print", action="store_true", help="write the file without printing it")
+    board.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+_RUN_HELP = """\
+Run METHOD on TASK and write a results file. A run that already has a result is answered from
+it (use --force to recompute); several methods or seeds make a sweep that resumes where an
+interrupted one stopped.
+
+examples:
+  recbench run --task fullrank --method most_popular
+  recbench run --task rerank --method random,most_popular --seed 0,1,2
+  recbench run --task topk --method most_popular --set task.horizon=5
+"""
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from recbench.config import parse_assignments, read_config_file
+    from recbench.manager import get_plugin_manager, load_registry
+    from recbench.results import ResultStore
+    from recbench.runner import RunRequest, Runner
+
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    try:
+        seeds = [int(s) for s in str(args.seed).split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seed takes integers separated by commas, got {args.seed!r}.") from None
+    file_values = read_config_file(args.config) if args.config else {}
+    overrides = parse_assignments(args.set)
+    task_settings = {**file_values.pop("task", {}), **{k[5:]: v for k, v in overrides.items() if k.startswith("task.")}}
+    cli_settings = {k: v for k, v in overrides.items() if not k.startswith("task.")}
+    per_method = file_values.pop("method", {})
+    if file_values and len(methods) > 1:
+        raise ConfigError(
+            f"{args.config}: top-level settings are ambiguous with several methods; put them under [method.NAME]."
+        )
+
+    pm = get_plugin_manager()
+    registry = load_registry(pm)
+    for name in methods:  # fail on a typo before any long run starts
+        registry.methods.get(name)
+    registry.tasks.get(args.task)
+    if len(methods) > 1:
+        _check_sweep_settings(registry, methods, cli_settings)
+    runner = Runner(registry, pm, ResultStore(args.results_dir))
+    rows = []
+    for name in methods:
+        for seed in seeds:
+            request = RunRequest(
+                task=args.task, method=name, dataset=args.dataset, seed=seed,
+                method_settings={**file_values, **per_method.get(name, {})},
+                cli_settings=cli_settings if len(methods) == 1 or not cli_settings else _only_known(registry, name, cli_settings),
+                task_settings=task_settings, force=args.force, quiet=args.quiet,
+            )
+            outcome = runner.run(request)
+            rows.append(_summary_row(outcome))
+            if not args.quiet:
+                state = "cached" if outcome.cached else "done"
+                print(f"[{state}] {outcome.document['command']}  ->  {outcome.path}", file=sys.stderr)
+    _print_summary(rows)
+    return 0
+
+
+def _check_sweep_settings(registry, methods: list[str], settings: dict[str, Any]) -> None:
+    import dataclasses
+
+    known = {f.name for m in methods for f in dataclasses.fields(registry.methods.get(m).Config)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"--set key(s) {unknown} belong to none of the methods {methods}; valid keys: {sorted(known)}.")
+
+
+def _only_known(registry, method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """In a sweep, --set keys apply to the methods that have them; a key no method has is an error."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(registry.methods.get(method).Config)}
+    return {k: v for k, v in settings.items() if k in fields}
+
+
+def _summary_row(outcome) -> dict[str, Any]:
+    doc = outcome.document
+    primary = doc["primary_metric"]
+    metric = doc["metrics"][primary]
+    return {
+        "method": doc["method"]["name"], "seed": doc["seed"],
+        primary: f"{metric['value']:.4f} [{metric['ci_low']:.4f}, {metric['ci_high']:.4f}]",
+        "examples": doc["n_examples"], "fit s": doc["timing"]["fit_s"], "predict s": doc["timing"]["predict_s"],
+        "cached": outcome.cached,
+    }
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    from tabulate import tabulate
+
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+
+
+# --- list / plugins ------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from recbench.manager import load_registry
+
+    registry = load_registry()
+    if args.what == "tasks":
+        rows = [
+            [name, spec.version, spec.dataset, registry.task_kinds.get(spec.kind).contract_kind, spec.primary_metric,
+             spec.description]
+            for name, spec in sorted(registry.tasks.entries.items())
+        ]
+        headers = ["task", "version", "dataset", "contract", "primary metric", "description"]
+    elif args.what == "methods":
+        rows = []
+        for name, cls in sorted(registry.methods.entries.items()):
+            rows.append([name, ", ".join(registry.tasks_supported_by(cls)), cls.description])
+            if args.verbose:
+                from recbench.config import describe_fields
+
+                for field_name, type_name, default, doc in describe_fields(cls.Config):
+                    rows.append(["", f"  {field_name}: {type_name} = {default!r}", doc])
+        headers = ["method", "tasks", "description"]
+    elif args.what == "datasets":
+        rows = [[name, spec.description] for name, spec in sorted(registry.datasets.entries.items())]
+        headers = ["dataset", "description"]
+    else:
+        rows = [[name, "@k" if m.needs_k else "", m.description] for name, m in sorted(registry.metrics.entries.items())]
+        headers = ["metric", "cutoff", "description"]
+    print(tabulate(rows, headers=headers, tablefmt="simple"))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from recbench.manager import get_plugin_manager, load_registry, plugin_source
+
+    pm = get_plugin_manager()
+    registry = load_registry(pm)
+    rows = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda pair: pair[0]):
+        provides = []
+        for section in (registry.datasets, registry.task_kinds, registry.tasks, registry.methods, registry.metrics):
+            names = [n for n, src in section.sources.items() if src == name]
+            if names:
+                provides.append(f"{section.kind}s: {', '.join(sorted(names))}")
+        rows.append([name, plugin_source(pm, plugin), "; ".join(provides)])
+    print(tabulate(rows, headers=["plugin", "from", "provides"], tablefmt="simple"))
+    return 0
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from recbench.data.store import get_catalog
+    from recbench.manager import load_registry
+
+    catalog = get_catalog(load_registry().datasets.get(args.name), refresh=args.refresh, quiet=False)
+    _print_info(catalog.summary())
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from recbench.data.store import get_catalog
+    from recbench.manager import load_registry
+
+    spec = load_registry().datasets.get(args.name)
+    catalog = get_catalog(spec, quiet=True)
+    summary = catalog.summary()
+    info_hook = getattr(spec, "info", None)
+    if callable(info_hook):
+        summary.update(info_hook(catalog))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_info(summary)
+    return 0
+
+
+def _print_info(summary: dict[str, Any]) -> None:
+    for key, value in summary.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, default=str)
+        print(f"{key:>16}: {value}")
+
+
+def cmd_data_add(args: argparse.Namespace) -> int:
+    from recbench.config import parse_assignments
+    from recbench.plugins.user_data import add_user_dataset
+
+    mapping = parse_assignments([p for p in args.map.split(",") if p.strip()]) if args.map else {}
+    path = add_user_dataset(
+        args.name, Path(args.interactions), items=Path(args.items) if args.items else None,
+        users=Path(args.users) if args.users else None, mapping=mapping, timestamp_format=args.timestamp_format,
+    )
+    print(f"registered dataset {args.name!r} ({path}); use it with --dataset {args.name}")
+    return 0
+
+
+# --- leaderboard ---------------------------------------------------------------------------
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from recbench.leaderboard import render_leaderboard
+    from recbench.results import ResultStore, atomic_write_text
+
+    board = render_leaderboard(args.task, ResultStore(args.results_dir), reference=args.reference,
+                               metrics=args.metrics.split(",") if args.metrics else None)
+    path = Path(args.out) / f"{args.task}.md"
+    atomic_write_text(path, board.markdown)
+    for note in board.notes:
+        print(f"recbench: note: {note}", file=sys.stderr)
+    if not args.no_print:
+        print(board.markdown)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

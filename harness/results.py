@@ -1,0 +1,149 @@
+"""Results files: the single source of truth for leaderboards.
+
+One JSON document per run at ``<results dir>/<task>/<method>/<run id>.json`` (schema in
+``docs/results-schema.md``), per-example outputs as JSONL beside it. Both are written to a
+temporary file and renamed, so a crash never leaves a half-written result; the JSON is written
+last, so its presence means the run completed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from recbench.hashing import stable_hash
+
+SCHEMA = "recbench.result/1"
+RESULTS_ENV = "RECBENCH_RESULTS"
+TRACKED_PACKAGES = (
+    "recbench", "numpy", "pandas", "pluggy", "torch", "transformers", "trl", "peft",
+    "scikit-learn", "implicit", "rapidfuzz",
+)
+
+
+def default_results_dir() -> Path:
+    return Path(os.environ.get(RESULTS_ENV, "results"))
+
+
+def make_run_id(task: str, fingerprint: str, method: str, config: dict[str, Any], seed: int) -> str:
+    """Equal inputs give the same id: a repeated run is found instead of recomputed."""
+    return stable_hash({"task": task, "protocol": fingerprint, "method": method, "config": config, "seed": seed}, 12)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultStore:
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_results_dir()
+
+    def path(self, task: str, method: str, run_id: str) -> Path:
+        return self.root / task / method / f"{run_id}.json"
+
+    def load(self, task: str, method: str, run_id: str) -> dict[str, Any] | None:
+        path = self.path(task, method, run_id)
+        if not path.is_file():
+            return None
+        return _read(path)
+
+    def write(self, document: dict[str, Any], example_rows: Iterable[dict[str, Any]]) -> Path:
+        path = self.path(document["task"]["name"], document["method"]["name"], document["run_id"])
+        examples_path = path.with_suffix(".examples.jsonl")
+        atomic_write_text(examples_path, "".join(json.dumps(row, default=_json_default) + "\n" for row in example_rows))
+        document = {**document, "examples_file": examples_path.name}
+        atomic_write_text(path, json.dumps(document, indent=2, default=_json_default) + "\n")
+        return path
+
+    def iter_results(self, task: str | None = None) -> Iterator[tuple[Path, dict[str, Any]]]:
+        base = self.root / task if task else self.root
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*.json")):
+            doc = _read(path)
+            if doc is not None and doc.get("schema") == SCHEMA:
+                yield path, doc
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"recbench: skipping unreadable results file {path}: {exc}. Delete it and rerun.", file=sys.stderr)
+        return None
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def environment() -> dict[str, Any]:
+    """Package versions, git commit, interpreter and hardware of this run."""
+    packages = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": packages,
+        "git": _git_state(),
+        "hardware": _hardware(),
+    }
+
+
+def _git_state() -> dict[str, Any] | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"machine": platform.machine(), "cpu_count": os.cpu_count(), "gpu": None}
+    torch = sys.modules.get("torch")  # only when the method already imported it
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

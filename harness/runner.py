@@ -1,0 +1,335 @@
+"""The runner: builds a task, fits a method, checks its predictions, scores them, writes results.
+
+The barrier between methods and test targets lives here. A method receives ``TaskData.fit``
+and batches of ``TaskData.test_inputs``; the runner alone holds ``TaskData.test_targets``, and
+before fitting it audits that no test target reached the data a method sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import pickle
+import random
+import shlex
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pluggy
+
+from recbench.config import build_config, config_to_dict
+from recbench.data.catalog import Catalog
+from recbench.data.store import apply_filters, get_catalog, recbench_home
+from recbench.errors import TargetLeakError, UnsupportedTaskError
+from recbench.examples import ExampleSet, FitData, Targets
+from recbench.manager import plugin_source
+from recbench.metrics import Outcome, evaluate
+from recbench.registry import Registry
+from recbench.results import ResultStore, SCHEMA, environment, make_run_id, now_iso
+from recbench.task import Task, TaskData
+
+DEFAULT_BATCH_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    task: str
+    method: str
+    dataset: str | None = None
+    seed: int = 0
+    method_settings: dict[str, Any] = field(default_factory=dict)  # file layer, then CLI layer applied
+    cli_settings: dict[str, Any] = field(default_factory=dict)
+    task_settings: dict[str, Any] = field(default_factory=dict)
+    force: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What lifecycle hooks see of a run."""
+
+    task: str
+    method: str
+    dataset: str
+    seed: int
+    config: dict[str, Any]
+    fingerprint: str
+    run_id: str
+    quiet: bool
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    document: dict[str, Any]
+    path: Path
+    cached: bool
+
+
+class Runner:
+    def __init__(self, registry: Registry, pm: pluggy.PluginManager, store: ResultStore) -> None:
+        self.registry, self.pm, self.store = registry, pm, store
+
+    # --- preparation -----------------------------------------------------------------------
+
+    def resolve(self, request: RunRequest) -> tuple[Task, type, Any, Catalog]:
+        spec = self.registry.tasks.get(request.task)
+        kind = self.registry.task_kinds.get(spec.kind)
+        method_cls = self.registry.methods.get(request.method)
+        if kind.contract_kind not in method_cls.contracts:
+            supported = [
+                name for name, cls in sorted(self.registry.methods.entries.items()) if kind.contract_kind in cls.contracts
+            ]
+            raise UnsupportedTaskError(
+                f"method {request.method!r} does not support task {request.task!r}: the task needs contract "
+                f"{kind.contract_kind!r}, the method answers {sorted(method_cls.contracts)}. "
+                f"Methods for {request.task!r}: {', '.join(supported)}."
+            )
+        config = build_config(
+            method_cls.Config, request.method_settings, request.cli_settings, owner=f"method {request.method!r} config"
+        )
+        if request.dataset:
+            spec = replace(spec, dataset=request.dataset)
+        catalog = get_catalog(self.registry.datasets.get(spec.dataset), quiet=request.quiet)
+        catalog = apply_filters(catalog, list(spec.filters))
+        return kind(spec, request.task_settings), method_cls, config, catalog
+
+    def prepare(self, task: Task, catalog: Catalog, protocol: dict[str, Any]) -> TaskData:
+        """Build the task's data, cached on disk by protocol fingerprint."""
+        # the builder's source is part of the key: editing a task kind never reuses a stale split
+        code = hashlib.sha256(Path(inspect.getsourcefile(type(task)) or "").read_bytes()).hexdigest()[:8]
+        path = recbench_home() / "splits" / f"{task.spec.name}-{protocol['fingerprint']}-{code}.pkl"
+        if path.is_file():
+            try:
+                with path.open("rb") as handle:
+                    return pickle.load(handle)
+            except Exception:  # a stale or truncated cache is rebuilt, never trusted
+                path.unlink(missing_ok=True)
+        data = task.build(catalog)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+        return data
+
+    # --- the run -------------------------------------------------------------------------
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        task, method_cls, config, catalog = self.resolve(request)
+        protocol = task.protocol(catalog)
+        config_dict = config_to_dict(config)
+        run_id = make_run_id(task.spec.name, protocol["fingerprint"], method_cls.name, config_dict, request.seed)
+        if not request.force:
+            cached = self.store.load(task.spec.name, method_cls.name, run_id)
+            if cached is not None:
+                return RunOutcome(cached, self.store.path(task.spec.name, method_cls.name, run_id), cached=True)
+
+        data = self.prepare(task, catalog, protocol)
+        audit_no_target_leak(data.fit, data.test_inputs, data.test_targets)
+        ctx = RunContext(
+            task.spec.name, method_cls.name, catalog.name, request.seed, config_dict, protocol["fingerprint"], run_id,
+            request.quiet,
+        )
+        self.pm.hook.recbench_run_started(run=ctx)
+        _seed_everything(request.seed)
+        method = method_cls(config, seed=request.seed)
+
+        start = time.perf_counter()
+        _call(method.fit, "fit", method_cls.name, data.fit)
+        fit_s = time.perf_counter() - start
+
+        contract = task.contract()
+        inputs = data.test_inputs
+        batch_size = int(getattr(method, "predict_batch_size", DEFAULT_BATCH_SIZE))
+        ranked, extras, diagnostics = [], [], []
+        start = time.perf_counter()
+        with _progress(len(inputs), f"{method_cls.name} on {task.spec.name}", request.quiet) as bar:
+            for offset, batch in inputs.batches(batch_size):
+                preds = _call(method.predict, "predict", method_cls.name, batch, contract)
+                checked = contract.validate(preds, batch, data.fit.catalog, method_cls.name)
+                ranked.append(checked.items)
+                extras.extend(checked.extras or [{}] * len(batch))
+                diagnostics.append((len(batch), checked.diagnostics))
+                self.pm.hook.recbench_batch_scored(run=ctx, start=offset, stop=offset + len(batch), total=len(inputs))
+                bar.update(len(batch))
+        predict_s = time.perf_counter() - start
+
+        start = time.perf_counter()
+        items = np.concatenate(ranked) if ranked else np.zeros((0, contract.k), np.int64)
+        outcome = Outcome.from_ranking(items, data.test_targets, extras=data.outcome)
+        evaluation = evaluate(
+            outcome, task.spec.metrics, self.registry.metrics.entries, subsets=data.subsets, seed=request.seed
+        )
+        evaluate_s = time.perf_counter() - start
+
+        document = {
+            "schema": SCHEMA,
+            "run_id": run_id,
+            "created_at": now_iso(),
+            "command": reproduce_command(request, task, catalog.name, method_cls, config),
+            "task": {
+                "name": task.spec.name, "version": task.spec.version, "kind": task.kind,
+                "description": task.spec.description, "primary_metric": task.spec.primary_metric,
+                "params": config_to_dict(task.params), "reference": task.spec.reference, "stats": data.stats,
+            },
+            "dataset": catalog.summary(),
+            "protocol": protocol,
+            "method": {
+                "name": method_cls.name, "description": method_cls.description,
+                "plugin": self._method_plugin(method_cls.name), "config": config_dict, "fitted": method.describe(),
+            },
+            "seed": request.seed,
+            "n_examples": len(inputs),
+            "primary_metric": task.spec.primary_metric,
+            "metrics": evaluation.summary,
+            "diagnostics": _weighted_diagnostics(diagnostics),
+            "timing": {
+                "fit_s": round(fit_s, 4), "predict_s": round(predict_s, 4), "evaluate_s": round(evaluate_s, 4),
+                "examples_per_s": round(len(inputs) / predict_s, 2) if predict_s > 0 else None,
+            },
+            "environment": environment(),
+        }
+        rows = example_rows(catalog, inputs, data.test_targets, items, evaluation.per_example, extras)
+        path = self.store.write(document, rows)
+        document = self.store.load(task.spec.name, method_cls.name, run_id) or document
+        self.pm.hook.recbench_run_finished(run=ctx, result=document)
+        return RunOutcome(document, path, cached=False)
+
+    def _method_plugin(self, name: str) -> str:
+        source = self.registry.methods.sources[name]
+        plugin = self.pm.get_plugin(source)
+        return plugin_source(self.pm, plugin) if plugin is not None else source
+
+
+def audit_no_target_leak(fit: FitData, inputs: ExampleSet, targets: Targets) -> None:
+    """Fail if a test target interaction (user, item, at or after the request time) is visible.
+
+    Checks the training interactions and the test inputs' own histories. Earlier interactions
+    with the same item (a re-watch) are allowed: only the held-out event itself must be hidden.
+    """
+    counts = targets.counts
+    held = pd.DataFrame(
+        {
+            "user": np.repeat(inputs.users, counts).astype(np.int64),
+            "item": targets.items.astype(np.int64),
+            "as_of": np.repeat(inputs.as_of, counts),
+        }
+    )
+    train = fit.train[["user", "item", "timestamp"]].astype({"user": np.int64, "item": np.int64})
+    leaked = held.merge(train, on=["user", "item"])
+    leaked = leaked[leaked["timestamp"] >= leaked["as_of"]]
+    if len(leaked):
+        row = leaked.iloc[0]
+        raise TargetLeakError(
+            f"{len(leaked)} test target interaction(s) appear in the training data given to the method "
+            f"(first: user code {row['user']}, item code {row['item']}, time {row['timestamp']}). "
+            "The task's build() must remove held-out interactions from FitData.train."
+        )
+    hist = inputs.histories
+    rows = hist.row_ids()
+    shown = pd.DataFrame({"row": rows, "item": hist.items.astype(np.int64), "timestamp": hist.timestamps})
+    held["row"] = np.repeat(np.arange(len(inputs)), counts)
+    leaked = held.merge(shown, on=["row", "item"])
+    leaked = leaked[leaked["timestamp"] >= leaked["as_of"]]
+    if len(leaked):
+        raise TargetLeakError(
+            f"{len(leaked)} test target(s) appear in the histories of their own test inputs "
+            f"(first example: {inputs.keys[int(leaked['row'].iloc[0])]!r}). The task's build() leaks targets."
+        )
+
+
+def example_rows(
+    catalog: Catalog, inputs: ExampleSet, targets: Targets, items: np.ndarray,
+    per_example: dict[str, np.ndarray], extras: list[dict[str, Any]],
+):
+    item_ids = catalog.items["item_id"].to_numpy(dtype=object)
+    user_ids = catalog.users["user_id"].to_numpy(dtype=object)
+    for row in range(len(inputs)):
+        predicted = [item_ids[i] if i >= 0 else None for i in items[row]]
+        values = {}
+        for name, array in per_example.items():
+            value = float(array[row])
+            if np.isfinite(value):
+                values[name] = round(value, 6)
+        yield {
+            "key": str(inputs.keys[row]),
+            "user": user_ids[inputs.users[row]],
+            "predicted": predicted,
+            "targets": [item_ids[i] for i in targets.items_of(row)],
+            "metrics": values,
+            **(extras[row] if row < len(extras) else {}),
+        }
+
+
+def reproduce_command(request: RunRequest, task: Task, dataset: str, method_cls: type, config: Any) -> str:
+    """The canonical CLI command for this run: non-default settings only, file values inlined."""
+    parts = ["recbench", "run", "--task", task.spec.name, "--method", method_cls.name]
+    if dataset != task.spec.dataset or request.dataset:
+        parts += ["--dataset", dataset]
+    parts += ["--seed", str(request.seed)]
+    defaults = config_to_dict(method_cls.Config())
+    for key, value in config_to_dict(config).items():
+        if defaults.get(key) != value:
+            parts += ["--set", f"{key}={_cli_value(value)}"]
+    for key, value in sorted(request.task_settings.items()):
+        parts += ["--set", f"task.{key}={_cli_value(value)}"]
+    return shlex.join(parts)
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if value is None:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _weighted_diagnostics(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    """Example-weighted mean of each batch's diagnostics."""
+    totals: dict[str, float] = {}
+    weights: dict[str, int] = {}
+    for n, diag in parts:
+        for key, value in diag.items():
+            totals[key] = totals.get(key, 0.0) + float(value) * n
+            weights[key] = weights.get(key, 0) + n
+    return {key: round(totals[key] / weights[key], 6) for key in totals}
+
+
+def _call(fn, phase: str, method: str, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:
+        exc.add_note(f"recbench: raised by method {method!r} in {phase}()")
+        raise
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+class _progress:
+    """A tqdm bar on stderr, or nothing when quiet."""
+
+    def __init__(self, total: int, desc: str, quiet: bool) -> None:
+        self.total, self.desc, self.quiet = total, desc, quiet
+        self.bar = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="ex", leave=False)
+        return self
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()

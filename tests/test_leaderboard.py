@@ -1,0 +1,226 @@
+"""Leaderboard rendering from hand-made results documents with hand-computed answers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from recbench.errors import RecbenchError
+from recbench.hashing import stable_hash
+from recbench.leaderboard import render_leaderboard, write_leaderboard
+from recbench.results import SCHEMA, ResultStore, make_run_id
+
+TASK = "toyrank"
+PROTOCOL = {
+    "task": TASK, "task_version": 1, "kind": "fullrank", "dataset": "toy", "dataset_hash": "ab" * 16,
+    "filters": [], "tie_rule": "stable", "params": {"k": 10}, "contract": {"kind": "ranked_list"},
+    "split": {"holdout": "leave-one-out", "mask_seen": True},
+}
+
+
+def protocol(**changes):
+    proto = copy.deepcopy(PROTOCOL)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        target = proto
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    proto["fingerprint"] = stable_hash(proto)
+    return proto
+
+
+def make_doc(method, ndcg, *, hr=None, mae=None, proto=None, config=None, seed=0, created="2025-01-01T00:00:00+00:00",
+             ceiling=False, plots=None):
+    proto = proto or protocol()
+    config = config if config is not None else {"dim": 8}
+    metrics = {"ndcg@10": {"value": ndcg, "ci_low": ndcg - 0.01, "ci_high": ndcg + 0.01, "n": 100,
+                           "higher_is_better": True}}
+    if hr is not None:
+        metrics["hr@10"] = {"value": hr, "ci_low": hr - 0.02, "ci_high": hr + 0.02, "n": 100, "higher_is_better": True}
+    if mae is not None:
+        metrics["mae"] = {"value": mae, "ci_low": mae - 0.1, "ci_high": mae + 0.1, "n": 100, "higher_is_better": False}
+    doc = {
+        "schema": SCHEMA,
+        "run_id": make_run_id(TASK, proto["fingerprint"], method, config, seed),
+        "created_at": created,
+        "command": f"recbench run --task {TASK} --method {method} --seed {seed}",
+        "task": {"name": TASK, "version": 1, "kind": "fullrank", "description": "Toy next-item ranking",
+                 "primary_metric": "ndcg@10", "params": {"k": 10}},
+        "dataset": {"name": "toy", "content_hash": proto["dataset_hash"]},
+        "protocol": proto,
+        "method": {"name": method, "description": "", "plugin": "built-in", "config": config, "fitted": {}},
+        "seed": seed,
+        "n_examples": 100,
+        "metrics": metrics,
+        "primary_metric": "ndcg@10",
+        "diagnostics": {},
+        "timing": {"fit_s": 1.5, "predict_s": 0.25, "evaluate_s": 0.1, "examples_per_s": 400.0},
+        "environment": {"git": {"commit": "0123456789abcdef0123", "dirty": False}},
+    }
+    if ceiling:
+        doc["ceiling"] = True
+    if plots:
+        doc["plots"] = plots
+    return doc
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ResultStore(tmp_path / "results")
+
+
+def add(store, *docs):
+    for doc in docs:
+        store.write(doc, [])
+
+
+def table_rows(markdown):
+    """Each Markdown table as a list of dicts keyed by header."""
+    tables, current, headers = [], None, None
+    for line in markdown.splitlines():
+        if not line.startswith("|"):
+            current = headers = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if headers is None:
+            headers, current = cells, []
+            tables.append(current)
+        elif not set(line) <= set("|-: "):
+            current.append(dict(zip(headers, cells)))
+    return tables
+
+
+def test_rows_ranked_by_primary_metric_with_ci(store):
+    add(store, make_doc("pop", 0.10, hr=0.2), make_doc("sasrec", 0.30, hr=0.5), make_doc("bpr", 0.20, hr=0.4))
+    board = render_leaderboard(TASK, store)
+    (rows,) = table_rows(board.markdown)
+    assert [(r["rank"], r["method"]) for r in rows] == [("1", "sasrec"), ("2", "bpr"), ("3", "pop")]
+    assert rows[0]["ndcg@10"] == "0.3000 [0.2900, 0.3100]"
+    assert rows[0]["hr@10"] == "0.5000 [0.4800, 0.5200]"
+    assert list(rows[0])[:4] == ["rank", "method", "ndcg@10", "hr@10"]  # primary metric first
+    assert rows[0]["command"] == f"`recbench run --task {TASK} --method sasrec --seed 0`"
+    assert rows[0]["fit"] == "1.50s" and rows[0]["predict"] == "0.25s"
+    assert board.markdown.startswith(f"# Leaderboard: {TASK}\n\nToy next-item ranking\n")
+    assert f"`recbench leaderboard --task {TASK}`" in board.markdown and "do not edit by hand" in board.markdown
+    assert "`0123456789ab`" in board.markdown
+
+
+def test_lower_is_better_primary_sorts_ascending(store):
+    docs = [make_doc("a", 0.1, mae=0.9), make_doc("b", 0.2, mae=0.7), make_doc("c", 0.3, mae=0.8)]
+    for doc in docs:
+        doc["primary_metric"] = doc["task"]["primary_metric"] = "mae"
+    add(store, *docs)
+    (rows,) = table_rows(render_leaderboard(TASK, store).markdown)
+    assert [r["method"] for r in rows] == ["b", "c", "a"]
+    assert list(rows[0])[2] == "mae"
+
+
+def test_delta_against_reference(store):
+    add(store, make_doc("pop", 0.25), make_doc("sasrec", 0.30), make_doc("bpr", 0.20))
+    board = render_leaderboard(TASK, store, reference="pop")
+    (rows,) = table_rows(board.markdown)
+    delta = {r["method"]: r["Δ% vs pop"] for r in rows}
+    assert delta == {"sasrec": "+20.0%", "pop": "ref", "bpr": "-20.0%"}
+    assert not board.notes
+
+
+def test_missing_reference_gives_na_and_note(store):
+    add(store, make_doc("sasrec", 0.30), make_doc("bpr", 0.20))
+    board = render_leaderboard(TASK, store, reference="pop")
+    (rows,) = table_rows(board.markdown)
+    assert {r["Δ% vs pop"] for r in rows} == {"n/a"}
+    assert any("`pop`" in note and "n/a" in note and "--method pop" in note for note in board.notes)
+    assert "--method pop" in board.markdown
+
+
+def test_different_protocols_are_never_ranked_together(store):
+    k20 = protocol(params__k=20)
+    other_data = protocol(dataset_hash="cd" * 16)
+    add(store, make_doc("sasrec", 0.30), make_doc("pop", 0.10),
+        make_doc("sasrec", 0.50, proto=k20, created="2025-01-02T00:00:00+00:00"),
+        make_doc("bpr", 0.20, proto=other_data, created="2024-12-01T00:00:00+00:00"))
+    board = render_leaderboard(TASK, store)
+    assert len(board.tables) == 3
+    tables = table_rows(board.markdown)
+    assert [[r["method"] for r in t] for t in tables] == [["sasrec"], ["sasrec", "pop"], ["bpr"]]
+    assert all(t[0]["rank"] == "1" for t in tables)  # each protocol ranked on its own
+    fingerprint_of = {doc["run_id"]: doc["protocol"]["fingerprint"] for _, doc in store.iter_results(TASK)}
+    for table in board.tables:
+        assert {fingerprint_of[run_id] for run_id in table.run_ids} == {table.fingerprint}
+    assert board.tables[0].fingerprint == k20["fingerprint"]
+    (note,) = [n for n in board.notes if "not comparable" in n]
+    assert "params.k: 20 vs 10" in note
+    assert "dataset_hash: abababab.. vs cdcdcdcd.." in note
+    for fp in (k20, other_data, protocol()):
+        assert f"`{fp['fingerprint']}`" in board.markdown
+    assert "content hash `abababab..`" in board.markdown and "holdout=leave-one-out" in board.markdown
+
+
+def test_ceiling_rows_come_last_and_are_not_ranked(store):
+    add(store, make_doc("oracle", 1.0), make_doc("sasrec", 0.30), make_doc("bpr", 0.20),
+        make_doc("upper", 0.9, ceiling=True))
+    (rows,) = table_rows(render_leaderboard(TASK, store).markdown)
+    assert [(r["rank"], r["method"]) for r in rows] == [
+        ("1", "sasrec"), ("2", "bpr"), ("-", "oracle (ceiling)"), ("-", "upper (ceiling)")]
+
+
+def test_labels_show_differing_config_keys_and_seeds(store):
+    add(store,
+        make_doc("sasrec", 0.30, config={"dim": 64, "loss": "ce"}),
+        make_doc("sasrec", 0.20, config={"dim": 64, "loss": "bce"}),
+        make_doc("bpr", 0.15, seed=1), make_doc("bpr", 0.16, seed=2))
+    (rows,) = table_rows(render_leaderboard(TASK, store).markdown)
+    assert [r["method"] for r in rows] == ["sasrec (loss=ce)", "sasrec (loss=bce)", "bpr (seed 2)", "bpr (seed 1)"]
+
+
+def test_duplicate_run_keeps_newest(store):
+    old = make_doc("sasrec", 0.30, created="2025-01-01T00:00:00+00:00")
+    new = make_doc("sasrec", 0.35, created="2025-02-01T00:00:00+00:00")
+    new["run_id"] = "f" * 12
+    add(store, old, new)
+    board = render_leaderboard(TASK, store)
+    (rows,) = table_rows(board.markdown)
+    assert len(rows) == 1 and rows[0]["ndcg@10"].startswith("0.3500")
+    assert any(old["run_id"] in note for note in board.notes)
+
+
+def test_metrics_option_restricts_columns(store):
+    add(store, make_doc("sasrec", 0.30, hr=0.5, mae=0.4))
+    (rows,) = table_rows(render_leaderboard(TASK, store, metrics=["mae"]).markdown)
+    assert list(rows[0])[2:4] == ["ndcg@10", "mae"] and "hr@10" not in rows[0]
+    with pytest.raises(RecbenchError, match="recall@5"):
+        render_leaderboard(TASK, store, metrics=["recall@5"])
+
+
+def test_no_results_raises_with_run_command(store, tmp_path):
+    with pytest.raises(RecbenchError, match=rf"recbench run --task {TASK} --method"):
+        write_leaderboard(TASK, store, out_dir=tmp_path / "boards")
+    assert not (tmp_path / "boards").exists()
+
+
+def test_corrupt_results_file_is_skipped(store, capsys):
+    add(store, make_doc("sasrec", 0.30))
+    bad = store.root / TASK / "broken" / "abc.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    incomplete = store.root / TASK / "half" / "def.json"
+    incomplete.parent.mkdir(parents=True)
+    incomplete.write_text(f'{{"schema": "{SCHEMA}", "run_id": "x"}}')
+    (rows,) = table_rows(render_leaderboard(TASK, store).markdown)
+    assert [r["method"] for r in rows] == ["sasrec"]
+    err = capsys.readouterr().err
+    assert "abc.json" in err and "def.json" in err
+
+
+def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
+    add(store, make_doc("pop", 0.25), make_doc("sasrec", 0.30, plots=["plots/toyrank_ndcg.png"]),
+        make_doc("bpr", 0.20, proto=protocol(params__k=20)))
+    out = tmp_path / "boards"
+    path = write_leaderboard(TASK, store, out_dir=out, reference="pop")
+    assert path == out / f"{TASK}.md"
+    first = path.read_text()
+    assert write_leaderboard(TASK, ResultStore(store.root), out_dir=out, reference="pop").read_text() == first
+    assert "![toyrank_ndcg](plots/toyrank_ndcg.png)" in first
+    assert [p.name for p in out.iterdir()] == [f"{TASK}.md"]  # no temporary files left behind
