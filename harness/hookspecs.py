@@ -85,7 +85,8 @@ def recbench_batch_scored(run: RunContext, start: int, stop: int, total: int) ->
     """Called after each batch of test examples has been predicted and validated.
 
     :param run: the run (see :func:`recbench_run_started`).
-    :param start: index of the batch's first example; ``stop``: one past its last.
+    :param start: index of the batch's first example.
+    :param stop: one past the index of the batch's last example.
     :param total: number of test examples in the run.
     :return: ignored. Called for every implementing plugin (all results ignored).
     """
