@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
+    ceiling = sub.add_parser("ceiling", help="record a simulated task's Bayes-optimal ceiling (the oracle row)")
+    ceiling.add_argument("--task", required=True)
+    ceiling.add_argument("--dataset", help="dataset to use instead of the task's default")
+    ceiling.add_argument("--set", action="append", default=[], metavar="task.KEY=VALUE", help="task parameter")
+    ceiling.add_argument("--force", action="store_true", help="recompute even if recorded")
+    ceiling.add_argument("--results-dir", help="where results files go (default ./results or $RECBENCH_RESULTS)")
+    ceiling.set_defaults(func=cmd_ceiling)
+
     lst = sub.add_parser("list", help="list tasks, methods, datasets or metrics")
     lst.add_argument("what", choices=["tasks", "methods", "datasets", "metrics"])
     lst.add_argument("-v", "--verbose", action="store_true", help="also show each method's config options")
@@ -160,6 +168,25 @@ def _check_sweep_settings(registry, methods: list[str], settings: dict[str, Any]
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(f"--set key(s) {unknown} belong to none of the methods {methods}; valid keys: {sorted(known)}.")
+
+
+def cmd_ceiling(args: argparse.Namespace) -> int:
+    from recbench.config import parse_assignments
+    from recbench.manager import get_plugin_manager, load_registry
+    from recbench.results import ResultStore
+    from recbench.runner import RunRequest, Runner
+
+    settings = parse_assignments(args.set)
+    bad = [k for k in settings if not k.startswith("task.")]
+    if bad:
+        raise ConfigError(f"ceiling takes only task parameters (task.KEY=VALUE); got {bad}.")
+    pm = get_plugin_manager()
+    runner = Runner(load_registry(pm), pm, ResultStore(args.results_dir))
+    request = RunRequest(task=args.task, method="oracle", dataset=args.dataset, force=args.force, quiet=True,
+                         task_settings={k[5:]: v for k, v in settings.items()})
+    outcome = runner.record_ceiling(request)
+    _print_summary([_summary_row(outcome)])
+    return 0
 
 
 def _only_known(registry, method: str, settings: dict[str, Any]) -> dict[str, Any]:

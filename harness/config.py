@@ -74,15 +74,15 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options):
             if type(None) in options:
                 return None
-        errors = []
         for option in options:
             if option is type(None):
                 continue
             try:
                 return coerce(value, option, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: {value!r} matches none of {annotation}.")
+            except ConfigError:
+                continue
+        names = [getattr(o, "__name__", str(o)) if o is not type(None) else "none" for o in options]
+        raise ConfigError(f"{where}: expected {' or '.join(names)}, got {value!r}.")
     if origin is Literal:
         allowed = get_args(annotation)
         for option in allowed:

@@ -38,6 +38,8 @@ class Validated:
 
 @dataclass(frozen=True)
 class Contract:
+    """``candidate_table`` names what codes refer to: ``items`` or a catalog side table (e.g. ``artworks``)."""
+
     kind: ClassVar[str]
     k: int
 
@@ -146,6 +148,8 @@ class FullCatalogContract(Contract):
 @dataclass(frozen=True)
 class CandidatesContract(Contract):
     kind: ClassVar[str] = CANDIDATES
+    candidate_table: str = "items"
+    id_column: str = "item_id"
 
     def validate(self, preds: Any, examples: ExampleSet, catalog: CatalogView, method: str) -> Validated:
         assert examples.candidates is not None, "candidate tasks must give candidates"
@@ -157,6 +161,11 @@ class CandidatesContract(Contract):
                 method, examples, row,
                 f"items {items[row].tolist()} are not a permutation of the candidates {examples.candidates[row].tolist()}",
             )
+        # a row with fewer candidates is padded with -1; the padding must stay at the end
+        misplaced = (np.diff((items < 0).astype(np.int8), axis=1) < 0).any(axis=1)
+        if misplaced.any():
+            row = int(np.argmax(misplaced))
+            raise self._fail(method, examples, row, f"padding (-1) must come after every candidate, got {items[row].tolist()}")
         return Validated(items, dict(preds.diagnostics), preds.extras)
 
 

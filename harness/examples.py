@@ -123,8 +123,9 @@ class Targets:
 class ExampleSet:
     """Inputs of a batch of examples: who asks, with which history, at what time, among which candidates.
 
-    ``candidates`` is ``None`` for full-catalog and generation tasks and an ``(n, c)`` array of item
-    codes for candidate tasks. ``as_of`` is the Unix time at which the recommendation is requested.
+    ``candidates`` is ``None`` for full-catalog and generation tasks and an ``(n, c)`` array of
+    candidate codes for candidate tasks (item codes, or rows of a side table the task names, such
+    as artworks); rows with fewer than ``c`` candidates are padded at the end with ``-1``. ``as_of`` is the Unix time at which the recommendation is requested.
     ``attributes`` holds task-specific per-example inputs (for example a release-date cutoff).
     """
 
@@ -169,11 +170,16 @@ class ExampleSet:
 
 @dataclass(frozen=True)
 class CatalogView:
-    """What a method may know about the catalog: item and user metadata, never interactions."""
+    """What a method may know about the catalog: item and user metadata, never interactions.
+
+    ``tables`` holds the catalog's side tables (for example ``artworks``: the caption of each
+    artwork code a candidate list may name).
+    """
 
     name: str
     items: pd.DataFrame
     users: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def n_items(self) -> int:
@@ -189,13 +195,17 @@ class FitData:
     """Everything a method may learn from.
 
     ``train`` holds interactions (columns ``user, item, timestamp, rating``, integer codes). The
-    validation examples come with their targets, for early stopping and tuning.
+    validation examples come with their targets, for early stopping and tuning. Tasks whose
+    training signal is not plain interactions (the artwork task's user-title-artwork choices)
+    also give labelled ``train_examples``.
     """
 
     catalog: CatalogView
     train: pd.DataFrame
     valid: ExampleSet
     valid_targets: Targets
+    train_examples: ExampleSet | None = None
+    train_targets: Targets | None = None
 
 
 @dataclass

@@ -76,15 +76,19 @@ class ScoringMethod(Method):
     def score_candidates(self, examples: ExampleSet) -> np.ndarray:
         """``(n, c)`` scores of each example's candidates; override when cheaper than a full score."""
         assert examples.candidates is not None
-        return np.take_along_axis(np.asarray(self.score(examples)), examples.candidates.astype(np.int64), axis=1)
+        candidates = examples.candidates.astype(np.int64)
+        scores = np.take_along_axis(np.asarray(self.score(examples)), np.maximum(candidates, 0), axis=1)
+        return np.where(candidates >= 0, scores, -np.inf)
 
     def predict(self, examples: ExampleSet, contract: Contract) -> Predictions:
         if contract.kind == CANDIDATES:
             scores = np.asarray(self.score_candidates(examples), dtype=np.float64)
+            scores = np.where(examples.candidates >= 0, scores, -np.inf)  # padding sorts last
             order = np.argsort(-scores, axis=1, kind="stable")
+            ranked = np.take_along_axis(scores, order, axis=1)
             return Predictions(
                 items=np.take_along_axis(examples.candidates, order, axis=1),
-                scores=np.take_along_axis(scores, order, axis=1),
+                scores=np.where(np.isfinite(ranked), ranked, 0.0),
             )
         scores = np.array(self.score(examples), dtype=np.float64, copy=True)
         if getattr(contract, "exclude_seen", False) or contract.kind == GENERATION:

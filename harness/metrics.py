@@ -15,6 +15,7 @@ import re
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -387,6 +388,16 @@ def _bootstrap_ci(
     alpha = 1.0 - confidence
     low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+def summarize_values(
+    values: np.ndarray, *, seed: int = 0, n_bootstrap: int = 1000, confidence: float = 0.95, higher_is_better: bool = True
+) -> dict[str, Any]:
+    """Mean and percentile-bootstrap interval of per-example values (e.g. expected values of a ceiling)."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = _bootstrap_ci(values, None, n_bootstrap, confidence, np.random.default_rng(seed))
+    return {"value": _aggregate(values, None), "ci_low": low, "ci_high": high, "n": int(len(values)),
+            "higher_is_better": higher_is_better}
 
 
 def accuracy_by_label(hits_at_1: np.ndarray, label_index: np.ndarray) -> pd.DataFrame:

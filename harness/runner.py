@@ -24,15 +24,16 @@ import pluggy
 from recbench.config import build_config, config_to_dict
 from recbench.data.catalog import Catalog
 from recbench.data.store import apply_filters, get_catalog, recbench_home
-from recbench.errors import TargetLeakError, UnsupportedTaskError
+from recbench.errors import RecbenchError, TargetLeakError, UnsupportedTaskError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.manager import plugin_source
-from recbench.metrics import Outcome, evaluate
+from recbench.metrics import Outcome, evaluate, summarize_values
 from recbench.registry import Registry
 from recbench.results import ResultStore, SCHEMA, environment, make_run_id, now_iso
 from recbench.task import Task, TaskData
 
 DEFAULT_BATCH_SIZE = 1024
+ORACLE = "oracle"  # the name of ceiling rows; never a registered method
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class Runner:
                 return RunOutcome(cached, self.store.path(task.spec.name, method_cls.name, run_id), cached=True)
 
         data = self.prepare(task, catalog, protocol)
-        audit_no_target_leak(data.fit, data.test_inputs, data.test_targets)
+        task.audit(data)
         ctx = RunContext(
             task.spec.name, method_cls.name, catalog.name, request.seed, config_dict, protocol["fingerprint"], run_id,
             request.quiet,
@@ -193,11 +194,55 @@ class Runner:
             },
             "environment": environment(),
         }
-        rows = example_rows(catalog, inputs, data.test_targets, items, evaluation.per_example, extras)
+        out_dir = self.store.path(task.spec.name, method_cls.name, run_id).parent
+        report = task.report(data, items, evaluation.per_example, out_dir)
+        if report:
+            plots = report.pop("plots", [])
+            document["reports"] = report
+            if plots:
+                document["plots"] = [f"{task.spec.name}/{method_cls.name}/{p}" for p in plots]  # relative to the results dir
+        rows = example_rows(task.ids(catalog), catalog, inputs, data.test_targets, items, evaluation.per_example, extras)
         path = self.store.write(document, rows)
         document = self.store.load(task.spec.name, method_cls.name, run_id) or document
         self.pm.hook.recbench_run_finished(run=ctx, result=document)
         return RunOutcome(document, path, cached=False)
+
+    def record_ceiling(self, request: RunRequest) -> RunOutcome:
+        """Write the ``oracle`` row: the task's Bayes-optimal expected metrics, flagged as a ceiling."""
+        spec = self.registry.tasks.get(request.task)
+        if request.dataset:
+            spec = replace(spec, dataset=request.dataset)
+        catalog = apply_filters(get_catalog(self.registry.datasets.get(spec.dataset), quiet=request.quiet), list(spec.filters))
+        task = self.registry.task_kinds.get(spec.kind)(spec, request.task_settings)
+        protocol = task.protocol(catalog)
+        run_id = make_run_id(spec.name, protocol["fingerprint"], ORACLE, {}, 0)
+        if not request.force and (cached := self.store.load(spec.name, ORACLE, run_id)) is not None:
+            return RunOutcome(cached, self.store.path(spec.name, ORACLE, run_id), cached=True)
+        data = self.prepare(task, catalog, protocol)
+        expected = task.ceiling(data)
+        if expected is None:
+            raise RecbenchError(
+                f"task {spec.name!r} has no known ceiling: its data do not come from a simulator that knows "
+                "choice probabilities."
+            )
+        metrics = {name: summarize_values(values, seed=0) for name, values in expected.items()}
+        command = shlex.join(["recbench", "ceiling", "--task", spec.name]
+                             + (["--dataset", catalog.name] if request.dataset else [])
+                             + [arg for k, v in sorted(request.task_settings.items()) for arg in ("--set", f"task.{k}={_cli_value(v)}")])
+        document = {
+            "schema": SCHEMA, "run_id": run_id, "created_at": now_iso(), "command": command, "ceiling": True,
+            "task": {"name": spec.name, "version": spec.version, "kind": task.kind, "description": spec.description,
+                     "primary_metric": spec.primary_metric, "params": config_to_dict(task.params),
+                     "reference": spec.reference, "stats": data.stats},
+            "dataset": catalog.summary(), "protocol": protocol,
+            "method": {"name": ORACLE, "description": "Bayes-optimal choice under the simulator's known probabilities (a ceiling, not a method)",
+                       "plugin": "recbench (built-in)", "config": {}, "fitted": {}},
+            "seed": 0, "n_examples": len(data.test_inputs), "primary_metric": spec.primary_metric,
+            "metrics": metrics, "diagnostics": {}, "timing": {"fit_s": 0.0, "predict_s": 0.0, "evaluate_s": 0.0},
+            "environment": environment(),
+        }
+        path = self.store.write(document, [])
+        return RunOutcome(self.store.load(spec.name, ORACLE, run_id) or document, path, cached=False)
 
     def _method_plugin(self, name: str) -> str:
         source = self.registry.methods.sources[name]
@@ -243,10 +288,9 @@ def audit_no_target_leak(fit: FitData, inputs: ExampleSet, targets: Targets) -> 
 
 
 def example_rows(
-    catalog: Catalog, inputs: ExampleSet, targets: Targets, items: np.ndarray,
+    item_ids: np.ndarray, catalog: Catalog, inputs: ExampleSet, targets: Targets, items: np.ndarray,
     per_example: dict[str, np.ndarray], extras: list[dict[str, Any]],
 ):
-    item_ids = catalog.items["item_id"].to_numpy(dtype=object)
     user_ids = catalog.users["user_id"].to_numpy(dtype=object)
     for row in range(len(inputs)):
         predicted = [item_ids[i] if i >= 0 else None for i in items[row]]

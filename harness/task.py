@@ -130,6 +130,33 @@ class Task:
     def build(self, catalog: Catalog) -> TaskData:
         raise NotImplementedError
 
+    def audit(self, data: TaskData) -> None:
+        """Raise :class:`~recbench.errors.TargetLeakError` if test targets reached method inputs.
+
+        The default checks item targets against training interactions and test histories; kinds
+        whose targets are not catalog items (e.g. artworks) override it.
+        """
+        from recbench.runner import audit_no_target_leak
+
+        audit_no_target_leak(data.fit, data.test_inputs, data.test_targets)
+
+    def report(self, data: TaskData, ranked: np.ndarray, per_example: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
+        """Task-specific tables for the results file (e.g. accuracy by option index). Plots may be
+        written into ``out_dir``; return their paths relative to it under the key ``plots``."""
+        return {}
+
+    def ceiling(self, data: TaskData) -> dict[str, np.ndarray] | None:
+        """Per-example expected values of the task's metrics under a Bayes-optimal policy, when the
+        data come from a simulator that knows choice probabilities; ``None`` otherwise."""
+        return None
+
+    def ids(self, catalog: Catalog) -> np.ndarray:
+        """Original ids of the codes this task's predictions use (items, or a side table's rows)."""
+        contract = self.contract()
+        table = getattr(contract, "candidate_table", "items")
+        frame = catalog.items if table == "items" else catalog.tables[table]
+        return frame[getattr(contract, "id_column", "item_id")].to_numpy(dtype=object)
+
     def split_description(self) -> dict[str, Any]:
         """The split, masking and sampling rules: overridden by kinds to describe themselves."""
         return {}

@@ -40,6 +40,8 @@ class Catalog:
     items: pd.DataFrame
     users: pd.DataFrame
     provenance: dict[str, Any] = field(default_factory=dict)
+    # side tables some tasks need, e.g. ``artworks`` (one row per artwork code) and ``artwork_log``
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def n_users(self) -> int:
@@ -60,7 +62,7 @@ class Catalog:
         )[:16]
 
     def view(self) -> CatalogView:
-        return CatalogView(self.name, self.items, self.users)
+        return CatalogView(self.name, self.items, self.users, dict(self.tables))
 
     def with_interactions(self, interactions: pd.DataFrame, step: dict[str, Any]) -> Catalog:
         """A copy with new interactions and ``step`` appended to the recorded filters."""
@@ -93,19 +95,23 @@ class Catalog:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        for table in ("interactions", "items", "users"):
-            tmp = folder / f"{table}.parquet.tmp"
-            getattr(self, table).to_parquet(tmp)
-            tmp.replace(folder / f"{table}.parquet")
+        frames = {"interactions": self.interactions, "items": self.items, "users": self.users}
+        frames.update({f"table-{name}": frame for name, frame in self.tables.items()})
+        for stem, frame in frames.items():
+            tmp = folder / f"{stem}.parquet.tmp"
+            frame.to_parquet(tmp)
+            tmp.replace(folder / f"{stem}.parquet")
         tmp = folder / "catalog.json.tmp"
-        tmp.write_text(json.dumps({"name": self.name, "provenance": self.provenance}, indent=2))
+        meta = {"name": self.name, "provenance": self.provenance, "tables": sorted(self.tables)}
+        tmp.write_text(json.dumps(meta, indent=2, default=str))
         tmp.replace(folder / "catalog.json")  # written last: its presence marks a complete copy
 
     @classmethod
     def load(cls, folder: Path) -> Catalog:
         meta = json.loads((folder / "catalog.json").read_text())
-        tables = {t: pd.read_parquet(folder / f"{t}.parquet") for t in ("interactions", "items", "users")}
-        return cls(meta["name"], provenance=meta["provenance"], **tables)
+        frames = {t: pd.read_parquet(folder / f"{t}.parquet") for t in ("interactions", "items", "users")}
+        tables = {name: pd.read_parquet(folder / f"table-{name}.parquet") for name in meta.get("tables", [])}
+        return cls(meta["name"], provenance=meta["provenance"], tables=tables, **frames)
 
 
 def _iso(ts: Any) -> str:

@@ -1,0 +1,91 @@
+"""Shared pieces for methods that train: sparse matrices, validation scoring, grid search.
+
+Model selection in recbench's built-in methods is task-agnostic: a candidate configuration is
+scored by NDCG@10 of a full-catalog ranking (seen items excluded) of the validation examples,
+whatever task is being run, so a method never needs task-specific code.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from recbench.contracts import FullCatalogContract
+from recbench.examples import ExampleSet, FitData, Targets
+
+VALIDATION_METRIC = "ndcg@10"
+
+
+def interaction_matrix(train: pd.DataFrame, n_users: int, n_items: int, *, binary: bool = True) -> sparse.csr_matrix:
+    """Users x items CSR of the training interactions (1 per pair, or the rating when not binary)."""
+    values = np.ones(len(train), np.float32) if binary else train["rating"].fillna(1.0).to_numpy(np.float32)
+    matrix = sparse.csr_matrix(
+        (values, (train["user"].to_numpy(), train["item"].to_numpy())), shape=(n_users, n_items), dtype=np.float32
+    )
+    if binary:
+        matrix.data[:] = 1.0  # repeated pairs count once
+    return matrix
+
+
+def history_matrix(examples: ExampleSet, n_items: int) -> sparse.csr_matrix:
+    """Examples x items CSR with 1 for each item in an example's history."""
+    hist = examples.histories
+    matrix = sparse.csr_matrix(
+        (np.ones(len(hist.items), np.float32), hist.items, hist.indptr), shape=(len(examples), n_items)
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def with_validation_targets(data: FitData) -> pd.DataFrame:
+    """Training interactions plus each validation target, for the final refit after tuning."""
+    extra = pd.DataFrame(
+        {
+            "user": np.repeat(data.valid.users, data.valid_targets.counts).astype(np.int32),
+            "item": data.valid_targets.items.astype(np.int32),
+            "timestamp": np.repeat(data.valid.as_of, data.valid_targets.counts).astype(np.int64),
+            "rating": np.float32(np.nan),
+        }
+    )
+    merged = pd.concat([data.train, extra], ignore_index=True)
+    return merged.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
+
+
+def validation_ndcg(
+    score: Callable[[ExampleSet], np.ndarray], valid: ExampleSet, targets: Targets, *, k: int = 10,
+    batch_size: int = 1024, max_examples: int | None = None,
+) -> float:
+    """NDCG@k of full-catalog rankings (history excluded) of the validation examples."""
+    from recbench.method import top_k
+    from recbench.metrics import Outcome
+
+    if max_examples is not None and len(valid) > max_examples:
+        rows = np.random.default_rng(0).choice(len(valid), max_examples, replace=False)
+        rows.sort()
+        valid, targets = valid.take(rows), targets.take(rows)
+    ranked = []
+    for _, batch in valid.batches(batch_size):
+        scores = np.array(score(batch), dtype=np.float64, copy=True)
+        scores[batch.histories.row_ids(), batch.histories.items] = -np.inf
+        ranked.append(top_k(scores, k).items)
+    hits = Outcome.from_ranking(np.concatenate(ranked), targets).hits
+    gains = hits / np.log2(np.arange(2, k + 2))
+    ideal = np.array([np.sum(1 / np.log2(np.arange(2, min(c, k) + 2))) for c in targets.counts])
+    return float(np.mean(gains.sum(axis=1) / ideal))
+
+
+def config_grid(base: Any, grid: Mapping[str, Iterable[Any]]) -> list[Any]:
+    """Every combination of ``grid`` values applied to the frozen config ``base``."""
+    keys = list(grid)
+    return [replace(base, **dict(zip(keys, values))) for values in itertools.product(*(grid[k] for k in keys))]
+
+
+def validation_contract(k: int = 10) -> FullCatalogContract:
+    return FullCatalogContract(k=k, exclude_seen=True)

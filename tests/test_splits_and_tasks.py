@@ -1,0 +1,145 @@
+"""Splits and task builders on frames whose rows can be counted by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recbench.data.catalog import build_catalog, sort_interactions
+from recbench.examples import Histories
+from recbench.runner import audit_no_target_leak
+from recbench.splits import global_temporal_split, leave_one_out, user_random_split
+from recbench.testing import tiny_task
+
+
+def _catalog(rows, n_items=30):
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
+    items = pd.DataFrame({"item_id": [str(i) for i in range(n_items)], "title": [f"Film {i}" for i in range(n_items)]})
+    return build_catalog("hand", inter, items, None, source={"kind": "test"})
+
+
+def test_leave_one_out_counts_and_targets():
+    rows = [("a", i, 10 * i, 4) for i in range(5)] + [("b", 10 + i, 5 * i, 3) for i in range(3)] + [("c", 20, 1, 5), ("c", 21, 2, 5)]
+    split = leave_one_out(_catalog(rows).interactions, min_interactions=3)
+    assert len(split.users) == 2  # user c has 2 interactions: training only
+    assert split.n_train_only_users == 1
+    assert len(split.train) == 10 - 4  # two held out per evaluated user
+    frame = split.sequences.frame
+    assert frame.loc[split.test_rows, "timestamp"].tolist() == [40, 10]
+    assert frame.loc[split.valid_rows, "timestamp"].tolist() == [30, 5]
+
+
+def test_equal_timestamps_are_ordered_by_item_code_whatever_the_file_order():
+    # user a rated items 7, 3 and 5 at the same second, after item 1
+    rows = [("a", 1, 100, 4), ("a", 7, 200, 4), ("a", 3, 200, 4), ("a", 5, 200, 4)]
+    first = _catalog(rows)
+    second = _catalog(list(reversed(rows)))
+    assert first.content_hash() == second.content_hash()
+    for catalog in (first, second):
+        split = leave_one_out(catalog.interactions)
+        codes = catalog.interactions["item"].to_numpy()
+        item_ids = catalog.items["item_id"].to_numpy()
+        assert item_ids[codes[split.test_rows]].tolist() == ["7"]  # highest item code among the ties is "last"
+        assert item_ids[codes[split.valid_rows]].tolist() == ["5"]
+
+
+def test_sort_interactions_is_deterministic_for_shuffled_input():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user": rng.integers(0, 5, 200), "item": rng.integers(0, 50, 200),
+                          "timestamp": rng.integers(0, 3, 200), "rating": np.ones(200, np.float32)})
+    a = sort_interactions(frame)
+    b = sort_interactions(frame.sample(frac=1, random_state=1))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_user_random_split_fractions_and_seed():
+    users = np.arange(100)
+    train, valid, test = user_random_split(users, (0.7, 0.15, 0.15), seed=3)
+    assert (len(train), len(valid), len(test)) == (70, 15, 15)
+    assert len(np.intersect1d(train, test)) == 0 and len(np.union1d(np.union1d(train, valid), test)) == 100
+    again = user_random_split(users, (0.7, 0.15, 0.15), seed=3)
+    assert all((x == y).all() for x, y in zip((train, valid, test), again))
+    with pytest.raises(ValueError, match="sum to 1"):
+        user_random_split(users, (0.7, 0.2), seed=0)
+
+
+def test_global_temporal_split_puts_ties_at_the_cut_later():
+    frame = pd.DataFrame({"user": 0, "item": range(10), "timestamp": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "rating": 1.0})
+    train, valid, test = global_temporal_split(frame, (0.6, 0.8))
+    assert (len(train), len(valid), len(test)) == (5, 2, 3)
+    assert train["timestamp"].max() < valid["timestamp"].min() <= valid["timestamp"].max() < test["timestamp"].min()
+
+
+def test_histories_take_matches_lists():
+    h = Histories.from_lists([[1, 2], [], [3, 4, 5]], [[1, 2], [], [3, 4, 5]])
+    sub = h.take(np.array([2, 0]))
+    assert [sub.items_of(i).tolist() for i in range(2)] == [[3, 4, 5], [1, 2]]
+    assert h.take(np.array([1, 2])).items_of(1).tolist() == [3, 4, 5]
+
+
+def test_fullrank_test_history_contains_everything_before_target():
+    task, data = tiny_task("fullrank")
+    inputs, targets = data.test_inputs, data.test_targets
+    valid = data.fit.valid
+    for row in range(len(inputs)):
+        hist = inputs.histories.items_of(row)
+        # validation target is the last item of the test history, and the test target is not in it
+        assert hist[-1] == data.fit.valid_targets.items_of(row)[0]
+        assert targets.items_of(row)[0] not in hist
+        assert len(valid.histories.items_of(row)) == len(hist) - 1
+    audit_no_target_leak(data.fit, inputs, targets)
+
+
+def test_rerank_candidates_hold_target_and_unseen_negatives():
+    task, data = tiny_task("rerank", {"max_history": 8})
+    inputs, targets = data.test_inputs, data.test_targets
+    assert inputs.candidates.shape == (len(inputs), 10)
+    assert inputs.histories.lengths.max() <= 8
+    catalog_inter = None
+    from recbench.testing import tiny_catalog
+
+    catalog_inter = tiny_catalog().interactions
+    seen = catalog_inter.groupby("user")["item"].apply(set).to_dict()
+    positions = []
+    for row in range(len(inputs)):
+        cands = inputs.candidates[row].tolist()
+        target = int(targets.items_of(row)[0])
+        assert len(set(cands)) == 10 and target in cands
+        negatives = set(cands) - {target}
+        assert not negatives & seen[int(inputs.users[row])]
+        positions.append(cands.index(target))
+    assert len(set(positions)) > 3  # the target is not always in the same slot
+    assert data.subsets["discovery"].all()  # MovieLens-like data has no repeats
+    # the same sampling seed gives the same candidates
+    _, again = tiny_task("rerank", {"max_history": 8})
+    np.testing.assert_array_equal(inputs.candidates, again.test_inputs.candidates)
+    _, other = tiny_task("rerank", {"max_history": 8, "sampling_seed": 1})
+    assert not np.array_equal(inputs.candidates, other.test_inputs.candidates)
+
+
+def test_topk_hides_the_future_of_evaluated_users():
+    task, data = tiny_task("topk")
+    inputs, targets = data.test_inputs, data.test_targets
+    train = data.fit.train
+    for row in range(len(inputs)):
+        user, as_of = int(inputs.users[row]), int(inputs.as_of[row])
+        user_train = train[train["user"] == user]
+        assert (user_train["timestamp"] <= as_of).all()
+        assert 1 <= len(targets.items_of(row)) <= 5
+        assert len(inputs.histories.items_of(row)) >= 5
+    assert set(inputs.attributes.columns) == {"release_cutoff"}
+    assert not set(inputs.users) & set(data.fit.valid.users)
+    audit_no_target_leak(data.fit, inputs, targets)
+
+
+def test_protocol_fingerprint_changes_with_params_and_seed():
+    from recbench.testing import tiny_catalog
+
+    catalog = tiny_catalog()
+    task_a, _ = tiny_task("rerank")
+    task_b, _ = tiny_task("rerank", {"sampling_seed": 5})
+    fp_a, fp_b = task_a.protocol(catalog)["fingerprint"], task_b.protocol(catalog)["fingerprint"]
+    assert fp_a != fp_b
+    assert task_a.protocol(catalog)["fingerprint"] == fp_a  # stable
+    assert task_a.protocol(catalog)["tie_rule"] == "timestamp,item_code"
