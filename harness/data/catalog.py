@@ -156,26 +156,14 @@ def build_catalog(
     items = items.reset_index(drop=True).copy()
     items["item_id"] = items["item_id"].astype(str)
     _check_duplicates(items, "item_id", files["items"])
-    unknown = ~inter["item_id"].isin(items["item_id"])
-    if unknown.any():
-        rows = np.flatnonzero(unknown.to_numpy())
-        raise DatasetError(
-            f"{files['interactions']}: rows {_rows(rows)} name item ids missing from {files['items']} "
-            f"(first: {inter['item_id'].iloc[rows[0]]!r}). Add the items or remove those rows explicitly."
-        )
+    _check_known(inter, items, "item_id", files["interactions"], files["items"])
     if users is None:
         users = pd.DataFrame({"user_id": pd.unique(inter["user_id"])})
     users = users.reset_index(drop=True).copy()
     _require(users, ("user_id",), files["users"])
     users["user_id"] = users["user_id"].astype(str)
     _check_duplicates(users, "user_id", files["users"])
-    unknown = ~inter["user_id"].isin(users["user_id"])
-    if unknown.any():
-        rows = np.flatnonzero(unknown.to_numpy())
-        raise DatasetError(
-            f"{files['interactions']}: rows {_rows(rows)} name user ids missing from {files['users']} "
-            f"(first: {inter['user_id'].iloc[rows[0]]!r})."
-        )
+    _check_known(inter, users, "user_id", files["interactions"], files["users"])
 
     for column, default in (("title", ""), ("genres", ""), ("text", "")):
         if column not in items:
@@ -252,6 +240,16 @@ def _check_missing(frame: pd.DataFrame, file: str) -> None:
         if missing.any():
             rows = np.flatnonzero(missing.to_numpy())
             raise DatasetError(f"{file}: column {column!r} is empty at rows {_rows(rows)}.")
+
+
+def _check_known(inter: pd.DataFrame, table: pd.DataFrame, column: str, file: str, table_file: str) -> None:
+    unknown = ~inter[column].isin(table[column])
+    if unknown.any():
+        rows = np.flatnonzero(unknown.to_numpy())
+        raise DatasetError(
+            f"{file}: rows {_rows(rows)} name {column.split('_')[0]} ids missing from {table_file} "
+            f"(first: {inter[column].iloc[rows[0]]!r}). Add them to {table_file} or remove those rows explicitly."
+        )
 
 
 def _check_duplicates(frame: pd.DataFrame, column: str, file: str) -> None:
