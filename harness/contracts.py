@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from recbench.arrays import sorted_contains
 from recbench.errors import PredictionError
 from recbench.examples import CatalogView, ExampleSet, Predictions
 
@@ -101,9 +102,9 @@ def _seen_mask(items: np.ndarray, examples: ExampleSet) -> np.ndarray:
     hist = examples.histories
     rows = hist.row_ids()
     n_items_bound = int(max(items.max(initial=0), hist.items.max(initial=0))) + 2
-    seen_keys = np.unique(rows * n_items_bound + hist.items)
+    seen_keys = np.sort(rows * n_items_bound + hist.items)
     pred_keys = np.arange(len(items))[:, None] * n_items_bound + items
-    return np.isin(pred_keys, seen_keys) & (items >= 0)
+    return sorted_contains(seen_keys, pred_keys) & (items >= 0)
 
 
 @dataclass(frozen=True)

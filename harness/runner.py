@@ -24,7 +24,7 @@ import pluggy
 from recbench.config import build_config, config_to_dict
 from recbench.data.catalog import Catalog
 from recbench.data.store import apply_filters, get_catalog, recbench_home
-from recbench.errors import RecbenchError, TargetLeakError, UnsupportedTaskError
+from recbench.errors import ConfigError, RecbenchError, TargetLeakError, UnsupportedTaskError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.manager import plugin_source
 from recbench.metrics import Outcome, evaluate, summarize_values
@@ -32,7 +32,7 @@ from recbench.registry import Registry
 from recbench.results import ResultStore, SCHEMA, environment, make_run_id, now_iso
 from recbench.task import Task, TaskData
 
-DEFAULT_BATCH_SIZE = 1024
+DEFAULT_BATCH_SIZE = 256  # measured faster per user than 1024 on 2 cores, and a quarter of the memory
 ORACLE = "oracle"  # the name of ceiling rows; never a registered method
 
 
@@ -96,7 +96,9 @@ class Runner:
             spec = replace(spec, dataset=request.dataset)
         catalog = get_catalog(self.registry.datasets.get(spec.dataset), quiet=request.quiet)
         catalog = apply_filters(catalog, list(spec.filters))
-        return kind(spec, request.task_settings), method_cls, config, catalog
+        task = kind(spec, request.task_settings)
+        check_metric_cutoffs(task)
+        return task, method_cls, config, catalog
 
     def prepare(self, task: Task, catalog: Catalog, protocol: dict[str, Any]) -> TaskData:
         """Build the task's data, cached on disk by protocol fingerprint."""
@@ -248,6 +250,20 @@ class Runner:
         source = self.registry.methods.sources[name]
         plugin = self.pm.get_plugin(source)
         return plugin_source(self.pm, plugin) if plugin is not None else source
+
+
+def check_metric_cutoffs(task: Task) -> None:
+    """A metric cutoff above the number of items a prediction holds is a configuration error."""
+    from recbench.metrics import parse_metric_name
+
+    k = task.contract().k
+    for name in task.spec.metrics:
+        cutoff = parse_metric_name(name)[1]
+        if cutoff is not None and cutoff > k:
+            raise ConfigError(
+                f"task {task.spec.name!r}: metric {name!r} needs {cutoff} ranked items but predictions hold {k} "
+                f"(task parameter k / n_candidates). Raise it, e.g. --set task.k={cutoff}, or drop the metric."
+            )
 
 
 def audit_no_target_leak(fit: FitData, inputs: ExampleSet, targets: Targets) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from recbench.arrays import sorted_contains
 from recbench.config import option
 from recbench.contracts import CANDIDATES, CandidatesContract
 from recbench.data.catalog import Catalog
@@ -31,17 +32,21 @@ class RerankParams:
 
 
 def sample_candidates(
-    users: np.ndarray, targets: np.ndarray, interacted: set[tuple[int, int]] | np.ndarray, n_items: int,
+    users: np.ndarray, targets: np.ndarray, interacted: np.ndarray, n_items: int,
     n_candidates: int, rng: np.random.Generator,
 ) -> np.ndarray:
-    """``(n, n_candidates)``: each row the target plus distinct never-interacted items, shuffled."""
-    keys = np.asarray(interacted)
+    """``(n, n_candidates)``: each row the target plus distinct never-interacted items, shuffled.
+
+    ``interacted`` holds the keys ``user * n_items + item`` of every interaction.
+    """
+    # sorted once, then binary search per draw: np.isin would re-sort all keys for every draw
+    keys = np.sort(np.asarray(interacted, dtype=np.int64))
     out = np.empty((len(users), n_candidates), dtype=np.int32)
     for row, (user, target) in enumerate(zip(users, targets)):
         chosen: list[int] = []
         while len(chosen) < n_candidates - 1:
             draw = rng.integers(0, n_items, size=4 * n_candidates)
-            fresh = draw[~np.isin(np.int64(user) * n_items + draw, keys)]
+            fresh = draw[~sorted_contains(keys, np.int64(user) * n_items + draw)]
             for item in fresh:
                 if item != target and item not in chosen:
                     chosen.append(int(item))
@@ -78,7 +83,7 @@ class RerankTask(Task):
             )
         split, valid, valid_t, test, test_t = leave_one_out_examples(catalog, p.min_interactions, p.max_history)
         inter = catalog.interactions
-        interacted = np.unique(inter["user"].to_numpy(np.int64) * catalog.n_items + inter["item"].to_numpy(np.int64))
+        interacted = inter["user"].to_numpy(np.int64) * catalog.n_items + inter["item"].to_numpy(np.int64)
         rng = np.random.default_rng(p.sampling_seed)
         valid = replace(valid, candidates=sample_candidates(valid.users, valid_t.items, interacted, catalog.n_items, p.n_candidates, rng))
         test = replace(test, candidates=sample_candidates(test.users, test_t.items, interacted, catalog.n_items, p.n_candidates, rng))

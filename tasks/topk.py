@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recbench.arrays import concatenated_ranges
 from recbench.config import option
 from recbench.contracts import GENERATION, GenerationContract
 from recbench.data.catalog import Catalog
@@ -84,7 +85,7 @@ class TopKTask(Task):
         hidden = np.zeros(len(catalog.interactions), dtype=bool)
         for cut_rows, end_rows in ((v_cut, v_end), (t_cut, t_end)):
             lengths = end_rows - cut_rows
-            hidden[np.repeat(cut_rows, lengths) + _ranges(lengths)] = True
+            hidden[np.repeat(cut_rows, lengths) + concatenated_ranges(lengths)] = True
         train = catalog.interactions[~hidden].reset_index(drop=True)
         fit = FitData(catalog.view(), train, valid, valid_t)
         stats = {
@@ -92,9 +93,3 @@ class TopKTask(Task):
             "ineligible_users": int((~eligible).sum()), "train_interactions": len(train),
         }
         return TaskData(fit=fit, test_inputs=test, test_targets=test_t, stats=stats)
-
-
-def _ranges(lengths: np.ndarray) -> np.ndarray:
-    """``[0..l0), [0..l1), ...`` concatenated."""
-    indptr = np.concatenate([[0], np.cumsum(lengths)])
-    return np.arange(indptr[-1]) - np.repeat(indptr[:-1], lengths)

@@ -176,6 +176,11 @@ def test_unknown_config_key_names_valid_keys(tmp_path):
         _runner(tmp_path).run(_request("most_popular", cli_settings={"min_rating": "high"}))
 
 
+def test_metric_cutoff_above_prediction_length_fails_before_fitting(tmp_path):
+    with pytest.raises(ConfigError, match="needs 20 ranked items but predictions hold 10"):
+        _runner(tmp_path).run(_request("most_popular", task_settings={"k": "10"}))
+
+
 # --- results, caching, resume --------------------------------------------------------------
 
 
