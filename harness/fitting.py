@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import sparse
 
 from recbench.contracts import FullCatalogContract
+from recbench.data.catalog import sort_interactions
 from recbench.examples import ExampleSet, FitData, Targets
 
 VALIDATION_METRIC = "ndcg@10"
@@ -54,8 +55,7 @@ def with_validation_targets(data: FitData) -> pd.DataFrame:
             "rating": np.float32(np.nan),
         }
     )
-    merged = pd.concat([data.train, extra], ignore_index=True)
-    return merged.sort_values(["user", "timestamp", "item"], kind="stable").reset_index(drop=True)
+    return sort_interactions(pd.concat([data.train, extra], ignore_index=True))
 
 
 def validation_ndcg(

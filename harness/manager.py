@@ -22,6 +22,10 @@ DEFAULT_PLUGINS = (
     "recbench.tasks",
     "recbench.plugins.random_baseline",
     "recbench.plugins.most_popular",
+    "recbench.plugins.ease",
+    "recbench.plugins.nmf",
+    "recbench.plugins.als",
+    "recbench.plugins.bpr",
 )
 
 ENTRY_POINT_GROUP = "recbench"

@@ -5,7 +5,7 @@
 - :func:`user_random_split`: users shuffled into train/validation/test groups by fractions.
 - :func:`global_temporal_split`: one or two global time cuts.
 
-"Last" follows the catalog's tie rule, ``(timestamp, item code)`` (see
+"Last" follows the catalog's tie rule (timestamp, then a fixed hash of user and item; see
 :mod:`recbench.data.catalog`), so equal timestamps never make a split depend on file order.
 """
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbench.data.catalog import build_catalog, sort_interactions
+from recbench.data.catalog import build_catalog, sort_interactions, tie_key
 from recbench.examples import Histories
 from recbench.runner import audit_no_target_leak
 from recbench.splits import global_temporal_split, leave_one_out, user_random_split
@@ -30,18 +30,28 @@ def test_leave_one_out_counts_and_targets():
     assert frame.loc[split.valid_rows, "timestamp"].tolist() == [30, 5]
 
 
-def test_equal_timestamps_are_ordered_by_item_code_whatever_the_file_order():
+def test_equal_timestamps_follow_the_hash_tie_rule_whatever_the_file_order():
     # user a rated items 7, 3 and 5 at the same second, after item 1
     rows = [("a", 1, 100, 4), ("a", 7, 200, 4), ("a", 3, 200, 4), ("a", 5, 200, 4)]
     first = _catalog(rows)
     second = _catalog(list(reversed(rows)))
     assert first.content_hash() == second.content_hash()
+    codes = first.interactions["item"].to_numpy()
+    tied = codes[1:]
+    expected = tied[np.argsort(tie_key(np.zeros(3, int), tied))]
+    np.testing.assert_array_equal(tied, expected)  # ties ordered by the hash, not by item code
     for catalog in (first, second):
         split = leave_one_out(catalog.interactions)
-        codes = catalog.interactions["item"].to_numpy()
-        item_ids = catalog.items["item_id"].to_numpy()
-        assert item_ids[codes[split.test_rows]].tolist() == ["7"]  # highest item code among the ties is "last"
-        assert item_ids[codes[split.valid_rows]].tolist() == ["5"]
+        frame = catalog.interactions
+        assert frame["item"].to_numpy()[split.test_rows].tolist() == [expected[-1]]
+        assert frame["item"].to_numpy()[split.valid_rows].tolist() == [expected[-2]]
+
+
+def test_hash_tie_rule_does_not_follow_item_order():
+    users = np.zeros(1000, dtype=int)
+    items = np.arange(1000)
+    rank = np.argsort(np.argsort(tie_key(users, items)))
+    assert abs(np.corrcoef(rank, items)[0, 1]) < 0.1
 
 
 def test_sort_interactions_is_deterministic_for_shuffled_input():
@@ -142,4 +152,4 @@ def test_protocol_fingerprint_changes_with_params_and_seed():
     fp_a, fp_b = task_a.protocol(catalog)["fingerprint"], task_b.protocol(catalog)["fingerprint"]
     assert fp_a != fp_b
     assert task_a.protocol(catalog)["fingerprint"] == fp_a  # stable
-    assert task_a.protocol(catalog)["tie_rule"] == "timestamp,item_code"
+    assert task_a.protocol(catalog)["tie_rule"] == "timestamp,splitmix64(user_code,item_code)"

@@ -25,7 +25,7 @@ class Cooccurrence(ScoringMethod):
 
     def fit(self, data: FitData) -> None:
         super().fit(data)
-        train = data.train.sort_values(["user", "timestamp", "item"], kind="stable")
+        train = data.train  # sorted by user, then time, then recbench's fixed tie rule
         user = train["user"].to_numpy()
         item = train["item"].to_numpy()
         same_user = user[1:] == user[:-1]
