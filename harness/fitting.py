@@ -81,6 +81,35 @@ def validation_ndcg(
     return float(np.mean(gains.sum(axis=1) / ideal))
 
 
+def grid_settings(config: Any, tuned: Iterable[str]) -> list[dict[str, Any]]:
+    """Every combination of the tuple-valued config fields ``tuned`` (one value fixes a field)."""
+    tuned = list(tuned)
+    return [dict(zip(tuned, values)) for values in itertools.product(*(getattr(config, n) for n in tuned))]
+
+
+def select_on_validation(
+    method: str, settings: list[dict[str, Any]], data: FitData, fit_setting: Callable[[dict[str, Any]], None],
+    score: Callable[[ExampleSet], np.ndarray],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fit each setting with ``fit_setting`` and keep the one with the best validation NDCG@10.
+
+    Returns ``(chosen setting, one row per setting with its score)``; a single setting is chosen
+    without fitting. The caller refits the chosen setting on its final training data.
+    """
+    if len(settings) == 1:
+        return settings[0], []
+    if len(data.valid) == 0:
+        from recbench.errors import ConfigError
+
+        raise ConfigError(f"{method}: choosing among {len(settings)} settings needs validation examples; give one value each.")
+    rows = []
+    for setting in settings:
+        fit_setting(setting)
+        rows.append({**setting, VALIDATION_METRIC: round(validation_ndcg(score, data.valid, data.valid_targets), 6)})
+    best = max(range(len(rows)), key=lambda i: rows[i][VALIDATION_METRIC])
+    return settings[best], rows
+
+
 def config_grid(base: Any, grid: Mapping[str, Iterable[Any]]) -> list[Any]:
     """Every combination of ``grid`` values applied to the frozen config ``base``."""
     keys = list(grid)

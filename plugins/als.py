@@ -17,7 +17,6 @@ prediction (about 1.5 s for ML-100K's 943 users on 2 busy cores).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,7 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData
-from recbench.fitting import history_matrix, interaction_matrix, validation_ndcg, with_validation_targets
+from recbench.fitting import grid_settings, history_matrix, interaction_matrix, select_on_validation, with_validation_targets
 from recbench.method import ScoringMethod
 
 TUNED = ("factors", "regularization", "alpha", "iterations")
@@ -59,18 +58,11 @@ class ALS(ScoringMethod):
 
     def fit(self, data: FitData) -> None:
         super().fit(data)
-        settings = [dict(zip(TUNED, v)) for v in itertools.product(*(getattr(self.config, n) for n in TUNED))]
-        if len(settings) > 1 and len(data.valid) == 0:
-            raise ConfigError("als: choosing among several settings needs validation examples; give one value each.")
-        self.validation: list[dict] = []
-        if len(settings) > 1:
-            train = self._matrix(data.train)
-            for setting in settings:
-                self._model = self._train(train, setting)
-                ndcg = validation_ndcg(self.score, data.valid, data.valid_targets)
-                self.validation.append({**setting, "ndcg@10": round(ndcg, 6)})
-        best = max(range(len(settings)), key=lambda i: self.validation[i]["ndcg@10"]) if self.validation else 0
-        self.chosen = settings[best]
+        settings = grid_settings(self.config, TUNED)
+        train = self._matrix(data.train)
+        self.chosen, self.validation = select_on_validation(
+            self.name, settings, data, lambda setting: setattr(self, "_model", self._train(train, setting)), self.score
+        )
         final = with_validation_targets(data) if self.config.refit_with_validation else data.train
         self._model = self._train(self._matrix(final), self.chosen)
 

@@ -20,7 +20,6 @@ ML-100K.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData
-from recbench.fitting import interaction_matrix, validation_ndcg, with_validation_targets
+from recbench.fitting import grid_settings, interaction_matrix, select_on_validation, with_validation_targets
 from recbench.method import ScoringMethod
 
 TUNED = ("factors", "learning_rate", "regularization", "iterations")
@@ -58,18 +57,11 @@ class BPR(ScoringMethod):
 
     def fit(self, data: FitData) -> None:
         super().fit(data)
-        settings = [dict(zip(TUNED, v)) for v in itertools.product(*(getattr(self.config, n) for n in TUNED))]
-        if len(settings) > 1 and len(data.valid) == 0:
-            raise ConfigError("bpr: choosing among several settings needs validation examples; give one value each.")
-        self.validation: list[dict] = []
-        if len(settings) > 1:
-            train = self._matrix(data.train)
-            for setting in settings:
-                self._model = self._train(train, setting)
-                ndcg = validation_ndcg(self.score, data.valid, data.valid_targets)
-                self.validation.append({**setting, "ndcg@10": round(ndcg, 6)})
-        best = max(range(len(settings)), key=lambda i: self.validation[i]["ndcg@10"]) if self.validation else 0
-        self.chosen = settings[best]
+        settings = grid_settings(self.config, TUNED)
+        train = self._matrix(data.train)
+        self.chosen, self.validation = select_on_validation(
+            self.name, settings, data, lambda setting: setattr(self, "_model", self._train(train, setting)), self.score
+        )
         final = with_validation_targets(data) if self.config.refit_with_validation else data.train
         self._model = self._train(self._matrix(final), self.chosen)
 

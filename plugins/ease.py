@@ -21,7 +21,7 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData
-from recbench.fitting import history_matrix, interaction_matrix, validation_ndcg, with_validation_targets
+from recbench.fitting import history_matrix, interaction_matrix, select_on_validation, with_validation_targets
 from recbench.method import ScoringMethod
 
 
@@ -54,20 +54,13 @@ class EASE(ScoringMethod):
 
     def fit(self, data: FitData) -> None:
         super().fit(data)
-        grid = self.config.l2
-        if len(grid) > 1 and len(data.valid) == 0:
-            raise ConfigError("ease: choosing λ needs validation examples and the task gave none; give one l2 value.")
-        self.validation: list[dict] = []
         # one BLAS thread: results independent of thread settings; a pool on busy shared cores is slower
         with threadpool_limits(1, "blas"):
-            if len(grid) > 1:
-                gram = self._gram(data.train)
-                for l2 in grid:
-                    self._weights = ease_weights(gram, l2)
-                    ndcg = validation_ndcg(self.score, data.valid, data.valid_targets)
-                    self.validation.append({"l2": l2, "ndcg@10": round(ndcg, 6)})
-            best = max(range(len(grid)), key=lambda i: self.validation[i]["ndcg@10"]) if self.validation else 0
-            self.chosen = {"l2": grid[best]}
+            settings = [{"l2": l2} for l2 in self.config.l2]
+            gram = self._gram(data.train) if len(settings) > 1 else None
+            self.chosen, self.validation = select_on_validation(
+                self.name, settings, data, lambda s: setattr(self, "_weights", ease_weights(gram, s["l2"])), self.score
+            )
             final = with_validation_targets(data) if self.config.refit_with_validation else data.train
             self._weights = ease_weights(self._gram(final), self.chosen["l2"])
 
