@@ -47,6 +47,21 @@ def test_equal_timestamps_follow_the_hash_tie_rule_whatever_the_file_order():
         assert frame["item"].to_numpy()[split.valid_rows].tolist() == [expected[-2]]
 
 
+def test_a_catalog_cached_under_another_tie_rule_is_reordered(tmp_path):
+    import json
+
+    catalog = _catalog([("a", 1, 100, 4), ("a", 7, 200, 4), ("a", 3, 200, 4), ("a", 5, 200, 4)])
+    catalog.save(tmp_path)
+    stale = catalog.interactions.sort_values(["user", "timestamp", "item"]).reset_index(drop=True)
+    stale.to_parquet(tmp_path / "interactions.parquet")
+    meta = json.loads((tmp_path / "catalog.json").read_text())
+    meta["tie_rule"] = "timestamp,item_code"
+    (tmp_path / "catalog.json").write_text(json.dumps(meta))
+    from recbench.data.catalog import Catalog
+
+    pd.testing.assert_frame_equal(Catalog.load(tmp_path).interactions, catalog.interactions)
+
+
 def test_hash_tie_rule_does_not_follow_item_order():
     users = np.zeros(1000, dtype=int)
     items = np.arange(1000)

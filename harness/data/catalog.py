@@ -105,7 +105,7 @@ class Catalog:
             frame.to_parquet(tmp)
             tmp.replace(folder / f"{stem}.parquet")
         tmp = folder / "catalog.json.tmp"
-        meta = {"name": self.name, "provenance": self.provenance, "tables": sorted(self.tables)}
+        meta = {"name": self.name, "provenance": self.provenance, "tables": sorted(self.tables), "tie_rule": TIE_RULE}
         tmp.write_text(json.dumps(meta, indent=2, default=str))
         tmp.replace(folder / "catalog.json")  # written last: its presence marks a complete copy
 
@@ -114,6 +114,8 @@ class Catalog:
         meta = json.loads((folder / "catalog.json").read_text())
         frames = {t: pd.read_parquet(folder / f"{t}.parquet") for t in ("interactions", "items", "users")}
         tables = {name: pd.read_parquet(folder / f"table-{name}.parquet") for name in meta.get("tables", [])}
+        if meta.get("tie_rule") != TIE_RULE:  # cached under another tie rule: reorder, never trust the old order
+            frames["interactions"] = sort_interactions(frames["interactions"])
         return cls(meta["name"], provenance=meta["provenance"], tables=tables, **frames)
 
 
