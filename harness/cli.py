@@ -327,7 +327,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from recbench.results import ResultStore, atomic_write_text
 
     board = render_leaderboard(args.task, ResultStore(args.results_dir), reference=args.reference,
-                               metrics=args.metrics.split(",") if args.metrics else None)
+                               metrics=args.metrics.split(",") if args.metrics else None, out_dir=Path(args.out))
     path = Path(args.out) / f"{args.task}.md"
     atomic_write_text(path, board.markdown)
     for note in board.notes:

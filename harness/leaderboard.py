@@ -8,6 +8,7 @@ output depends only on the results documents, so re-rendering the same files giv
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -69,12 +70,15 @@ def render_leaderboard(
     *,
     reference: str | None = None,
     metrics: Sequence[str] | None = None,
+    out_dir: Path | None = None,
 ) -> Leaderboard:
     """Render the leaderboard of ``task`` from the results in ``store``.
 
     ``reference`` names the method (or row label) the ``Δ%`` column compares against; by default
     the newest result's ``task.reference``, and no such column when neither is set. ``metrics``
-    restricts the metric columns; the primary metric is always shown first.
+    restricts the metric columns; the primary metric is always shown first. ``out_dir`` is the
+    folder the page will be written to: plot links are made relative to it (default: relative to
+    the results folder).
     """
     notes: list[str] = []
     docs = _load(task, store, notes)
@@ -106,13 +110,13 @@ def render_leaderboard(
     if notes:
         lines += ["", "## Notes", "", *(f"- {note}" for note in notes)]
     for table, group in zip(tables, groups_list):
-        lines += ["", *_section(table, group)]
+        lines += ["", *_section(table, group, store, out_dir)]
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 
 
 def write_leaderboard(task: str, store: ResultStore, out_dir: Path = Path("leaderboards"), **kw: Any) -> Path:
     """Render the leaderboard of ``task`` and write it to ``out_dir/<task>.md`` atomically."""
-    board = render_leaderboard(task, store, **kw)
+    board = render_leaderboard(task, store, out_dir=Path(out_dir), **kw)
     path = Path(out_dir) / f"{task}.md"
     atomic_write_text(path, board.markdown)
     return path
@@ -238,7 +242,7 @@ def _protocol_note(groups: list[list[dict[str, Any]]]) -> str:
             f"tables are not comparable and are never ranked together: " + "; and ".join(parts) + ".")
 
 
-def _section(table: LeaderboardTable, group: list[dict[str, Any]]) -> list[str]:
+def _section(table: LeaderboardTable, group: list[dict[str, Any]], store: ResultStore, out_dir: Path | None) -> list[str]:
     protocol, newest = table.protocol, max(group, key=_age)
     dataset = protocol.get("dataset") or (newest.get("dataset") or {}).get("name", "?")
     dataset_hash = protocol.get("dataset_hash") or (newest.get("dataset") or {}).get("content_hash", "?")
@@ -254,7 +258,9 @@ def _section(table: LeaderboardTable, group: list[dict[str, Any]]) -> list[str]:
     ]
     plots = list(dict.fromkeys(p for doc in sorted(group, key=_age) for p in doc.get("plots") or []))
     if plots:
-        lines += ["", *(f"![{Path(p).stem}]({p})" for p in plots)]
+        # stored relative to the results folder; the page may live elsewhere
+        links = [Path(os.path.relpath(store.root / p, out_dir)).as_posix() if out_dir is not None else p for p in plots]
+        lines += ["", *(f"![{Path(p).stem}]({link})" for p, link in zip(plots, links))]
     return lines
 
 

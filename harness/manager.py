@@ -19,13 +19,18 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.movielens",
     "recbench.plugins.user_data",
     "recbench.plugins.synthetic",
+    "recbench.plugins.artwork_data",
+    "recbench.plugins.artwork_logs",
     "recbench.tasks",
     "recbench.plugins.random_baseline",
     "recbench.plugins.most_popular",
+    "recbench.plugins.most_chosen",
+    "recbench.plugins.production",
     "recbench.plugins.ease",
     "recbench.plugins.nmf",
     "recbench.plugins.als",
     "recbench.plugins.bpr",
+    "recbench.plugins.zero_shot",
 )
 
 ENTRY_POINT_GROUP = "recbench"

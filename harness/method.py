@@ -31,6 +31,8 @@ class Method:
     description: ClassVar[str]
     Config: ClassVar[type] = NoConfig
     contracts: ClassVar[frozenset[str]] = frozenset()
+    # what candidate codes the method can score: catalog ``items`` and/or side tables like ``artworks``
+    candidate_tables: ClassVar[frozenset[str]] = frozenset({"items"})
 
     def __init__(self, config: Any = None, *, seed: int = 0) -> None:
         self.config = config if config is not None else self.Config()

@@ -119,5 +119,5 @@ class Registry:
         return [
             name
             for name, spec in sorted(self.tasks.entries.items())
-            if self.task_kinds.get(spec.kind).contract_kind in method.contracts
+            if self.task_kinds.get(spec.kind).supported_by(method)
         ]

@@ -80,14 +80,12 @@ class Runner:
         spec = self.registry.tasks.get(request.task)
         kind = self.registry.task_kinds.get(spec.kind)
         method_cls = self.registry.methods.get(request.method)
-        if kind.contract_kind not in method_cls.contracts:
-            supported = [
-                name for name, cls in sorted(self.registry.methods.entries.items()) if kind.contract_kind in cls.contracts
-            ]
+        if not kind.supported_by(method_cls):
+            supported = [name for name, cls in sorted(self.registry.methods.entries.items()) if kind.supported_by(cls)]
             raise UnsupportedTaskError(
                 f"method {request.method!r} does not support task {request.task!r}: the task needs contract "
-                f"{kind.contract_kind!r}, the method answers {sorted(method_cls.contracts)}. "
-                f"Methods for {request.task!r}: {', '.join(supported)}."
+                f"{kind.contract_kind!r} over {kind.candidate_table!r}, the method answers {sorted(method_cls.contracts)} "
+                f"over {sorted(method_cls.candidate_tables)}. Methods for {request.task!r}: {', '.join(supported)}."
             )
         config = build_config(
             method_cls.Config, request.method_settings, request.cli_settings, owner=f"method {request.method!r} config"

@@ -106,6 +106,7 @@ class Task:
     kind: ClassVar[str]
     description: ClassVar[str]
     contract_kind: ClassVar[str]
+    candidate_table: ClassVar[str] = "items"  # what predicted codes refer to (a catalog side table otherwise)
     Params: ClassVar[type]  # frozen dataclass of the kind's parameters, with defaults
 
     def __init__(self, spec: TaskSpec, overrides: dict[str, Any] | None = None) -> None:
@@ -150,12 +151,15 @@ class Task:
         data come from a simulator that knows choice probabilities; ``None`` otherwise."""
         return None
 
+    @classmethod
+    def supported_by(cls, method: type) -> bool:
+        """Whether ``method`` answers this kind's contract over this kind's candidate table."""
+        return cls.contract_kind in method.contracts and cls.candidate_table in method.candidate_tables
+
     def ids(self, catalog: Catalog) -> np.ndarray:
         """Original ids of the codes this task's predictions use (items, or a side table's rows)."""
-        contract = self.contract()
-        table = getattr(contract, "candidate_table", "items")
-        frame = catalog.items if table == "items" else catalog.tables[table]
-        return frame[getattr(contract, "id_column", "item_id")].to_numpy(dtype=object)
+        frame = catalog.items if self.candidate_table == "items" else catalog.tables[self.candidate_table]
+        return frame[getattr(self.contract(), "id_column", "item_id")].to_numpy(dtype=object)
 
     def split_description(self) -> dict[str, Any]:
         """The split, masking and sampling rules: overridden by kinds to describe themselves."""

@@ -20,6 +20,7 @@ class RandomMethod(ScoringMethod):
     name = "random"
     description = "Uniformly random ranking (seeded); the floor for every task"
     Config = RandomConfig
+    candidate_tables = frozenset({"items", "artworks"})
 
     def fit(self, data: FitData) -> None:
         super().fit(data)

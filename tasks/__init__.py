@@ -11,11 +11,12 @@ SPEC_DIR = Path(__file__).parent
 
 @hookimpl
 def recbench_register_task_kinds(register):
+    from recbench.tasks.artwork import ArtworkTask
     from recbench.tasks.fullrank import FullRankTask
     from recbench.tasks.rerank import RerankTask
     from recbench.tasks.topk import TopKTask
 
-    for kind in (FullRankTask, RerankTask, TopKTask):
+    for kind in (FullRankTask, RerankTask, TopKTask, ArtworkTask):
         register(kind)
 
 

@@ -222,5 +222,5 @@ def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
     assert path == out / f"{TASK}.md"
     first = path.read_text()
     assert write_leaderboard(TASK, ResultStore(store.root), out_dir=out, reference="pop").read_text() == first
-    assert "![toyrank_ndcg](plots/toyrank_ndcg.png)" in first
+    assert "![toyrank_ndcg](../results/plots/toyrank_ndcg.png)" in first  # relative to the leaderboard folder
     assert [p.name for p in out.iterdir()] == [f"{TASK}.md"]  # no temporary files left behind

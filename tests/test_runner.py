@@ -169,6 +169,13 @@ def test_unsupported_task_lists_methods_that_support_it(tmp_path):
         _runner(tmp_path, OnlyCandidates).run(_request("only_candidates"))
 
 
+def test_item_methods_refuse_artwork_candidates(tmp_path):
+    with pytest.raises(UnsupportedTaskError, match="over 'artworks'.*Methods for 'artwork': .*production"):
+        _runner(tmp_path).run(RunRequest("artwork", "most_popular", dataset="artwork-tiny", quiet=True))
+    assert "artwork" not in load_registry().tasks_supported_by(MostPopular)
+    assert "artwork" in load_registry().tasks_supported_by(RandomMethod)
+
+
 def test_unknown_config_key_names_valid_keys(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'min_ratng'.*Did you mean 'min_rating'"):
         _runner(tmp_path).run(_request("most_popular", cli_settings={"min_ratng": "4"}))

@@ -57,7 +57,9 @@ class DatasetSpec:
     """A registered dataset: ``loader(ctx)`` builds its :class:`Catalog` from scratch.
 
     ``cache_key``, when given, is a cheap fingerprint of the inputs (for example file sizes and
-    modification times); a cached copy recorded under another key is rebuilt.
+    modification times); a cached copy recorded under another key is rebuilt. ``info``, when
+    given, adds dataset-specific statistics to ``recbench data info`` (e.g. the artwork datasets'
+    option counts and simulator ceiling).
     """
 
     name: str
@@ -66,6 +68,7 @@ class DatasetSpec:
     homepage: str | None = None
     license: str | None = None
     cache_key: Callable[[], str] | None = None
+    info: Callable[[Catalog], dict[str, Any]] | None = None
 
 
 def get_catalog(spec: DatasetSpec, *, refresh: bool = False, quiet: bool = True) -> Catalog:
