@@ -30,6 +30,9 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.nmf",
     "recbench.plugins.als",
     "recbench.plugins.bpr",
+    "recbench.plugins.lightgcn",
+    "recbench.plugins.sasrec",
+    "recbench.plugins.bert4rec",
     "recbench.plugins.zero_shot",
 )
 

