@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from recbench.data.catalog import sort_interactions
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Histories
 from recbench.fitting import validation_ndcg
@@ -84,7 +85,7 @@ class SequenceBatches:
     def from_train(cls, train: pd.DataFrame, length: int) -> SequenceBatches:
         """Each user's last ``length`` training items; users with fewer than two are left out
         (they give no input and next item to learn from)."""
-        frame = train.sort_values(["user", "timestamp", "item"], kind="stable")
+        frame = sort_interactions(train)  # the catalog's tie rule, as the test histories use
         _, starts, counts = np.unique(frame["user"].to_numpy(), return_index=True, return_counts=True)
         keep = counts >= 2
         return cls.of(frame["item"].to_numpy(np.int64) + 1, starts[keep] + counts[keep], np.minimum(counts[keep], length))

@@ -58,7 +58,7 @@ def test_training_sequences_follow_the_tie_rule_and_keep_the_most_recent_items()
         "rating": np.nan,
     })
     seqs = sequential.SequenceBatches.from_train(train, length=3)
-    # user 0 in time order is 3, 4 (tie: lower item first), 5, 8; user 1 is 6, 7; user 2 has one item and no pair
+    # user 0 in time order is 3, 4 (a tie: the catalog hash rule puts 3 first), 5, 8; user 1 is 6, 7; user 2 has one item
     np.testing.assert_array_equal(seqs.batch(np.arange(len(seqs))), [[5, 6, 9], [7, 8, 0]])  # tokens are codes + 1
     np.testing.assert_array_equal(seqs.batch(np.array([1]), width=4), [[7, 8, 0, 0]])
 
