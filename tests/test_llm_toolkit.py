@@ -125,6 +125,64 @@ def test_the_embedded_alias_is_converted_once_into_a_plain_folder(smollm_home, m
     assert models.resolve_model("smollm2-135m").path == folder
 
 
+def write_llama_gguf(folder, path):
+    """Write a HF Llama folder as llama.cpp would: GGUF names, q/k rows permuted, ffn_up in Q8_0."""
+    from gguf import GGMLQuantizationType, GGUFWriter
+    from gguf.quants import quantize
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    c = model.config
+    writer = GGUFWriter(str(path), "llama")
+    for add, value in [("block_count", c.num_hidden_layers), ("context_length", c.max_position_embeddings),
+                       ("embedding_length", c.hidden_size), ("feed_forward_length", c.intermediate_size),
+                       ("head_count", c.num_attention_heads), ("head_count_kv", c.num_key_value_heads),
+                       ("layer_norm_rms_eps", c.rms_norm_eps), ("rope_freq_base", 10000.0),
+                       ("tokenizer_model", "gpt2"), ("tokenizer_pre", "default"), ("token_merges", []),
+                       ("bos_token_id", tokenizer.bos_token_id), ("eos_token_id", tokenizer.eos_token_id),
+                       ("pad_token_id", tokenizer.pad_token_id), ("chat_template", tokenizer.chat_template)]:  # fmt: skip
+        getattr(writer, f"add_{add}")(value)
+    tokens = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in tokenizer.all_special_tokens else 1 for t in tokens])
+    gguf_names = {"model.embed_tokens": "token_embd", "model.norm": "output_norm"}
+    gguf_names |= {f"model.layers.{i}.{hf}": f"blk.{i}.{gg}" for i in range(c.num_hidden_layers)
+                   for gg, hf in models._LLAMA_BLOCK.items()}  # fmt: skip
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":  # tied to the embedding
+            continue
+        stem, weight = gguf_names[name.removesuffix(".weight")], tensor.numpy()
+        for kind, heads in (("attn_q", c.num_attention_heads), ("attn_k", c.num_key_value_heads)):
+            if stem.endswith(kind):  # llama.cpp's rotary layout (convert_hf_to_gguf.py's permute)
+                weight = weight.reshape(heads, 2, -1, weight.shape[1]).swapaxes(1, 2).reshape(weight.shape)
+        if stem.endswith("ffn_up"):
+            writer.add_tensor(f"{stem}.weight", quantize(weight, GGMLQuantizationType.Q8_0),
+                              raw_dtype=GGMLQuantizationType.Q8_0)  # fmt: skip
+        else:
+            writer.add_tensor(f"{stem}.weight", weight)
+    for write in (writer.write_header_to_file, writer.write_kv_data_to_file, writer.write_tensors_to_file):
+        write()
+    writer.close()
+
+
+def test_gguf_conversion_matches_transformers_own_gguf_loader(tiny_folder, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    write_llama_gguf(tiny_folder, tmp_path / "tiny.gguf")
+    reference = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="tiny.gguf", dtype=torch.float32)
+    (tmp_path / "converted").mkdir()
+    models.convert_llama_gguf((tmp_path / "tiny.gguf").read_bytes(), tmp_path / "converted")
+    converted = AutoModelForCausalLM.from_pretrained(tmp_path / "converted", dtype=torch.float32)
+    ours, theirs = converted.state_dict(), reference.state_dict()
+    assert sorted(ours) == sorted(theirs)
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=0, msg=name)
+    assert "quantization_config" not in converted.config.to_dict()
+    text = "<|im_start|>user\nHello, wörld 42!<|im_end|>"
+    ours_tok, theirs_tok = AutoTokenizer.from_pretrained(tmp_path / "converted"), AutoTokenizer.from_pretrained(tiny_folder)
+    assert ours_tok(text).input_ids == theirs_tok(text).input_ids and ours_tok.chat_template == theirs_tok.chat_template
+
+
 def test_a_half_written_or_corrupt_folder_is_rebuilt_not_loaded(monkeypatch, tmp_path):
     alias = models.ALIASES["tiny-random-llama"]
     builds = []
@@ -152,6 +210,19 @@ def test_a_half_written_or_corrupt_folder_is_rebuilt_not_loaded(monkeypatch, tmp
     with pytest.raises(KeyboardInterrupt):
         models.ensure_built(fresh, {"v": 1}, crashing)
     assert not fresh.exists() and not list(tmp_path.glob(".crash.building-*"))
+
+
+def test_a_fingerprint_follows_the_files_not_the_folder(tiny_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_folder, copy)
+    (copy / models.MARKER).unlink()  # a plain folder: its files are hashed, not read from a marker
+    assert models.folder_digest(copy) == models.folder_digest(tiny_folder)
+    assert (models.models_dir() / "digests.json").is_file()  # remembered for the next load
+    template = copy / "chat_template.jinja"
+    template.write_text(template.read_text().replace("assistant", "bot"))
+    assert models.folder_digest(copy) != models.folder_digest(tiny_folder)
 
 
 def test_an_unreachable_hub_id_fails_fast_and_names_the_alias():

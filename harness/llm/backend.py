@@ -57,7 +57,7 @@ class DecodingParams:
         if self.num_return_sequences < 1:
             problems.append(f"num_return_sequences={self.num_return_sequences} (need >= 1)")
         if self.temperature == 0 and self.num_return_sequences > 1:
-            problems.append("num_return_sequences > 1 with temperature=0 (greedy returns one answer; set temperature > 0)")
+            problems.append("num_return_sequences > 1 with temperature=0 (greedy has one answer; set temperature > 0)")
         if problems:
             raise ConfigError(f"DecodingParams: invalid {'; '.join(problems)}.")
         # a list would make the frozen dataclass unhashable and its JSON record ambiguous
@@ -106,12 +106,15 @@ class Backend(Protocol):
 def check_prompts(prompts: Sequence[Prompt], where: str) -> None:
     """Raise :class:`ConfigError` naming the first malformed chat message."""
     if isinstance(prompts, (str, dict)):
-        raise ConfigError(f"{where}: prompts must be a list of chat prompts (lists of messages), got {type(prompts).__name__}.")
+        raise ConfigError(
+            f"{where}: prompts must be a list of chat prompts (lists of messages), got {type(prompts).__name__}."
+        )
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, list) or not prompt:
             raise ConfigError(f"{where}: prompt {i} must be a non-empty list of {{'role', 'content'}} messages.")
         for j, message in enumerate(prompt):
-            if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+            valid = isinstance(message, dict) and message.get("role") in ROLES
+            if not valid or not isinstance(message.get("content"), str):
                 raise ConfigError(
                     f"{where}: prompt {i} message {j} is {message!r}; each message needs role in {ROLES} "
                     "and a string content."

@@ -223,15 +223,22 @@ class TransformersBackend:
         check_prompts(prompts, "TransformersBackend.score")
         check_normalize(normalize, "TransformersBackend.score")
         if len(prompts) != len(continuations):
-            raise ConfigError(f"TransformersBackend.score: {len(prompts)} prompts but {len(continuations)} continuation lists.")
+            raise ConfigError(
+                f"TransformersBackend.score: {len(prompts)} prompts but {len(continuations)} continuation lists; "
+                "pass one list of continuations per prompt."
+            )
         out = []
         for i, (prompt, options) in enumerate(zip(prompts, continuations)):
             if isinstance(options, str):
-                raise ConfigError(f"TransformersBackend.score: continuations[{i}] is a string; pass a list of strings.")
+                raise ConfigError(
+                    f"TransformersBackend.score: continuations[{i}] is a string; pass a list of strings."
+                )
             out.append(self._score_one(self.context(prompt, forced_prefix), list(options), normalize, i))
         return out
 
-    def split_tokens(self, context: str, options: list[str], where: str) -> tuple[list[int], list[list[int]], list[int]]:
+    def split_tokens(
+        self, context: str, options: list[str], where: str
+    ) -> tuple[list[int], list[list[int]], list[int]]:
         """``(shared prefix ids, each option's ids after it, where each option's scored tokens start)``.
 
         Each context+option is tokenized whole. Its scored tokens start after the longest run it shares
@@ -242,9 +249,12 @@ class TransformersBackend:
         full = self._encode([context + option for option in options], 0, where)
         starts = []
         for k, ids in enumerate(full):
-            shared = next((j for j, (a, b) in enumerate(zip(ids, context_ids)) if a != b), min(len(ids), len(context_ids)))
-            if shared >= len(ids) or shared == 0:
-                raise ConfigError(f"{where}: continuation {k} ({options[k]!r}) adds no tokens to the prompt; it must not be empty.")
+            common = min(len(ids), len(context_ids))
+            shared = next((j for j, (a, b) in enumerate(zip(ids, context_ids)) if a != b), common)
+            if shared >= len(ids):
+                raise ConfigError(f"{where}: continuation {k} ({options[k]!r}) adds no tokens; it must not be empty.")
+            if shared == 0:  # only a one-token context can merge whole into an option
+                raise ConfigError(f"{where}: the prompt shares no token with prompt + continuation {k}; lengthen it.")
             starts.append(shared)
         reuse = min(starts)  # every option shares context_ids[:reuse]
         return context_ids[:reuse], [ids[reuse:] for ids in full], [s - reuse for s in starts]

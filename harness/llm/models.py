@@ -123,7 +123,8 @@ def ensure_built(folder: Path, recipe: dict[str, Any], build: Callable[[Path], d
         provenance = build(staging)
         files = {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(staging.iterdir())}
         # the marker goes last: its presence means every file before it was written in full
-        (staging / MARKER).write_text(json.dumps({"recipe": recipe, "files": files, "provenance": provenance}, indent=1))
+        record = {"recipe": recipe, "files": files, "provenance": provenance}
+        (staging / MARKER).write_text(json.dumps(record, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         try:
             os.replace(staging, folder)
@@ -165,12 +166,11 @@ def folder_digest(folder: Path) -> str:
     files' hashes), and otherwise hashes the files, remembering results by path, size and mtime.
     """
     marker = _read_marker(folder) or {}
-    recorded = {name: meta["sha256"] for name, meta in marker.get("files", {}).items()}
+    files = marker.get("files", {})
+    # a marker's digests hold only while its files are the ones it describes
+    recorded = {name: meta["sha256"] for name, meta in files.items()} if _files_match(folder, files) else {}
     memo_path = models_dir() / "digests.json"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
+    memo: dict[str, str] | None = None  # read only when a file needs hashing
     parts, memo_changed = [], False
     for path in sorted(folder.iterdir()):
         if path.name in _NOT_IDENTITY or path.name.startswith(".") or not path.name.endswith(_IDENTITY_SUFFIXES):
@@ -181,6 +181,11 @@ def folder_digest(folder: Path) -> str:
         elif path.is_symlink() and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", target.name):
             digest = target.name
         else:
+            if memo is None:
+                try:
+                    memo = json.loads(memo_path.read_text())
+                except (OSError, ValueError):
+                    memo = {}
             stat = target.stat()
             key = f"{target}:{stat.st_size}:{stat.st_mtime_ns}"
             if key not in memo:
@@ -189,7 +194,7 @@ def folder_digest(folder: Path) -> str:
         parts.append(f"{path.name}:{digest}")
     if not parts:
         raise ModelError(f"model folder {str(folder)!r} holds no weights, config or tokenizer files.")
-    if memo_changed:
+    if memo_changed and memo is not None:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo_path.with_name(f".digests-{uuid.uuid4().hex[:8]}.json")
         tmp.write_text(json.dumps(memo, indent=1))
@@ -215,7 +220,7 @@ def _from_hub(name: str) -> ModelRef:
             "folder with the weights, or run once where huggingface.co is reachable to fill the HF cache."
         ) from None
     if not any(path.glob("*.safetensors")):
-        raise ModelError(f"model {name!r}: the Hub snapshot {path} has no *.safetensors weights; recbench loads only those.")
+        raise ModelError(f"model {name!r}: the Hub snapshot {path} has no *.safetensors weights, the only kind loaded.")
     return ModelRef(name, path, "hub", {"repo": repo, "revision": path.name})
 
 
@@ -384,7 +389,7 @@ def convert_llama_gguf(blob: bytes, folder: Path) -> dict[str, Any]:
     unsupported = [k for k in meta if k.startswith("llama.rope.scaling") or k.startswith("llama.expert")]
     if arch != "llama" or tokenizer_model != "gpt2" or unsupported:
         raise ModelError(
-            f"GGUF with architecture {arch!r}, tokenizer {tokenizer_model!r}{', ' + str(unsupported) if unsupported else ''}: "
+            f"GGUF with architecture {arch!r}, tokenizer {tokenizer_model!r}, unsupported keys {unsupported}: "
             "recbench converts only plain Llama GGUFs with a byte-level BPE tokenizer."
         )
     heads, kv_heads, hidden = (meta[f"llama.{k}"] for k in ("attention.head_count", "attention.head_count_kv",
@@ -397,7 +402,8 @@ def convert_llama_gguf(blob: bytes, folder: Path) -> dict[str, Any]:
     config = LlamaConfig(
         vocab_size=len(tokens), hidden_size=hidden, intermediate_size=meta["llama.feed_forward_length"],
         num_hidden_layers=meta["llama.block_count"], num_attention_heads=heads, num_key_value_heads=kv_heads,
-        max_position_embeddings=meta["llama.context_length"], rms_norm_eps=meta["llama.attention.layer_norm_rms_epsilon"],
+        max_position_embeddings=meta["llama.context_length"],
+        rms_norm_eps=meta["llama.attention.layer_norm_rms_epsilon"],
         rope_parameters={"rope_type": "default", "rope_theta": meta.get("llama.rope.freq_base", 10000.0)},
         tie_word_embeddings="output.weight" not in tensors, architectures=["LlamaForCausalLM"], **ids,
     )
@@ -426,9 +432,8 @@ def _gguf_tokenizer(meta: dict[str, Any], ids: dict[str, int | None]) -> Any:
     backend = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)
     # llama.cpp's "smollm" pre-tokenizer splits every digit off first, like SmolLM's own tokenizer.json
-    backend.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) if pre == "smollm" else byte_level
-    )
+    digits = pre_tokenizers.Digits(individual_digits=True)
+    backend.pre_tokenizer = pre_tokenizers.Sequence([digits, byte_level]) if pre == "smollm" else byte_level
     backend.decoder = decoders.ByteLevel()
     kinds = meta.get("tokenizer.ggml.token_type", [1] * len(tokens))
     # GGUF token type 3 marks control tokens (chat markers): matched whole, never split by BPE
