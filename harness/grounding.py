@@ -4,6 +4,10 @@ A generated title maps to the catalog item whose display title ("Title (year)") 
 under ``fuzz.WRatio``, if that score reaches ``threshold`` (0-100). Titles below the threshold
 count as hallucinated; a title grounded to an item already predicted for the example counts as
 a duplicate. Both leave a ``-1`` slot, so a method is never credited for them.
+
+WRatio scores a short query by its best partial match, so a fragment such as "the" or "1" would
+reach 90 against many titles. A query with fewer than ``MIN_QUERY_CHARS`` letters and digits, or
+made only of stop words, is therefore not grounded (real titles as short as "Heat" still are).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import numpy as np
 import pandas as pd
 
 from recbench.examples import ExampleSet
+
+MIN_QUERY_CHARS = 4
+STOP_WORDS = frozenset({"a", "an", "the", "and", "of", "in", "on", "movie", "movies", "film", "films", "none", "title"})
 
 
 def display_titles(items: pd.DataFrame) -> list[str]:
@@ -49,7 +56,7 @@ class TitleMatcher:
         from rapidfuzz import fuzz, process, utils
 
         query = utils.default_process(text)
-        if not query:
+        if sum(ch.isalnum() for ch in query) < MIN_QUERY_CHARS or set(query.split()) <= STOP_WORDS:
             return -1, 0.0
         best = process.extractOne(query, self._processed, scorer=fuzz.WRatio, processor=None)
         if best is None:

@@ -109,7 +109,7 @@ class Runner:
                     return pickle.load(handle)
             except Exception:  # a stale or truncated cache is rebuilt, never trusted
                 path.unlink(missing_ok=True)
-        data = task.build(catalog)
+        data = task.subsample(task.build(catalog))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as handle:
@@ -175,7 +175,7 @@ class Runner:
             "task": {
                 "name": task.spec.name, "version": task.spec.version, "kind": task.kind,
                 "description": task.spec.description, "primary_metric": task.spec.primary_metric,
-                "params": config_to_dict(task.params), "reference": task.spec.reference, "stats": data.stats,
+                "params": task.param_values(), "reference": task.spec.reference, "stats": data.stats,
             },
             "dataset": catalog.summary(),
             "protocol": protocol,
@@ -232,7 +232,7 @@ class Runner:
         document = {
             "schema": SCHEMA, "run_id": run_id, "created_at": now_iso(), "command": command, "ceiling": True,
             "task": {"name": spec.name, "version": spec.version, "kind": task.kind, "description": spec.description,
-                     "primary_metric": spec.primary_metric, "params": config_to_dict(task.params),
+                     "primary_metric": spec.primary_metric, "params": task.param_values(),
                      "reference": spec.reference, "stats": data.stats},
             "dataset": catalog.summary(), "protocol": protocol,
             "method": {"name": ORACLE, "description": "Bayes-optimal choice under the simulator's known probabilities (a ceiling, not a method)",

@@ -1,7 +1,7 @@
 """Shared PyTorch pieces of the transformer sequential recommenders (``sasrec``, ``bert4rec``).
 
-Each user's training interactions, in the catalog's tie order (user, timestamp, item), become one
-sequence: its last ``max_len`` items (SASRec keeps one more, the last input's next item). Item code
+Each user's training interactions, in the catalog's order (:func:`recbench.data.catalog.sort_interactions`),
+become one sequence: its last ``max_len`` items (SASRec keeps one more, the last input's next item). Item code
 ``i`` is token ``i + 1``; token 0 is padding and token ``n_items + 1`` BERT4Rec's ``[MASK]``.
 A batch pads its sequences to its longest one, on the right, and a position's embedding is its
 distance from the sequence's last item: the same model as SASRec's left padding to ``max_len``, but

@@ -19,13 +19,13 @@ and test inputs a method gets, and the test targets only the runner gets.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from recbench.config import build_config, config_to_dict
+from recbench.config import build_config, config_to_dict, option
 from recbench.contracts import CONTRACT_KINDS, Contract
 from recbench.data.catalog import TIE_RULE, Catalog
 from recbench.errors import ConfigError, RegistrationError
@@ -100,6 +100,22 @@ class TaskData:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CommonParams:
+    """Parameters every task kind accepts, beside its own ``Params``."""
+
+    max_test_examples: int | None = option(
+        None, "evaluate on this many test examples, drawn without replacement with a fixed seed (smoke runs of slow methods); None: all"
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_test_examples is not None and self.max_test_examples < 1:
+            raise ValueError(f"max_test_examples must be at least 1 (or None for all), got {self.max_test_examples}")
+
+
+SUBSAMPLE_SEED = 0  # one fixed draw, so every method of a smoke table sees the same examples
+
+
 class Task:
     """Base class of task kinds. Subclasses set the class attributes and implement :meth:`build`."""
 
@@ -111,7 +127,11 @@ class Task:
 
     def __init__(self, spec: TaskSpec, overrides: dict[str, Any] | None = None) -> None:
         self.spec = spec
-        self.params = build_config(self.Params, spec.params, overrides or {}, owner=f"task {spec.name!r} params")
+        common = {f.name for f in fields(CommonParams)}
+        layers = [spec.params, overrides or {}]
+        owner = f"task {spec.name!r} params"
+        self.common = build_config(CommonParams, *[{k: v for k, v in d.items() if k in common} for d in layers], owner=owner)
+        self.params = build_config(self.Params, *[{k: v for k, v in d.items() if k not in common} for d in layers], owner=owner)
 
     @classmethod
     def validate_class(cls) -> None:
@@ -130,6 +150,28 @@ class Task:
 
     def build(self, catalog: Catalog) -> TaskData:
         raise NotImplementedError
+
+    def param_values(self) -> dict[str, Any]:
+        """The kind's parameters plus the common ones that are set, as recorded in results."""
+        values = config_to_dict(self.params)
+        if self.common.max_test_examples is not None:
+            values["max_test_examples"] = self.common.max_test_examples
+        return values
+
+    def subsample(self, data: TaskData) -> TaskData:
+        """Keep ``max_test_examples`` test examples (a seeded draw, in their original order)."""
+        n, keep = len(data.test_inputs), self.common.max_test_examples
+        if keep is None or keep >= n:
+            return data
+        rows = np.sort(np.random.default_rng(SUBSAMPLE_SEED).choice(n, size=keep, replace=False))
+        return replace(
+            data,
+            test_inputs=data.test_inputs.take(rows),
+            test_targets=data.test_targets.take(rows),
+            subsets={name: mask[rows] for name, mask in data.subsets.items()},
+            outcome={name: values[rows] for name, values in data.outcome.items()},
+            stats={**data.stats, "test_examples_before_subsample": n},
+        )
 
     def audit(self, data: TaskData) -> None:
         """Raise :class:`~recbench.errors.TargetLeakError` if test targets reached method inputs.
@@ -179,6 +221,8 @@ class Task:
             "contract": self.contract().describe(),
             "split": self.split_description(),
         }
+        if self.common.max_test_examples is not None:  # absent otherwise: full-test fingerprints stay as they were
+            protocol["test_subsample"] = {"max_test_examples": self.common.max_test_examples, "seed": SUBSAMPLE_SEED}
         protocol["fingerprint"] = stable_hash(protocol)
         return protocol
 

@@ -38,14 +38,14 @@ class BERT4RecConfig:
     dropout: float | None = option(0.1, "dropout rate (the paper's); None chooses it from dropout_grid by validation NDCG@10")
     dropout_grid: tuple[float, ...] = option((0.1, 0.3), "dropout rates tried when dropout is None")
     lr: float = option(1e-3, "Adam learning rate")
-    batch_size: int = option(128, "sequences per Adam step")
+    batch_size: int = option(32, "sequences per Adam step")
     max_epochs: int = option(2000, "upper bound on training epochs; early stopping normally ends training first")
     patience: int = option(5, "stop after this many validation checks without a better NDCG@10")
-    eval_every: int = option(20, "epochs between validation checks")
+    eval_every: int = option(10, "epochs between validation checks (BERT4Rec's curve is slow and noisy: check less often)")
     device: str = option("auto", "torch device: 'auto' (cuda when available, else cpu), 'cpu', 'cuda', ...")
 
     def __post_init__(self) -> None:
-        check_encoder_options(self, "bert4rec")
+        check_encoder_options(self)
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"mask_prob must lie in (0, 1), got {self.mask_prob}")
         if self.max_len < 2:

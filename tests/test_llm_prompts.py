@@ -12,7 +12,7 @@ import pytest
 from recbench.contracts import CandidatesContract
 from recbench.errors import ConfigError, RecbenchError, RegistrationError, UnknownNameError
 from recbench.examples import CatalogView, ExampleSet, Histories
-from recbench.grounding import ground_titles
+from recbench.grounding import TitleMatcher, ground_titles
 from recbench.llm import models
 from recbench.llm.backend import Generation, ModelError
 from recbench.llm.parsing import answer_content, choose_by_ngrams, choose_by_number, parse_title_list
@@ -207,6 +207,16 @@ def test_a_title_with_a_typo_is_grounded_and_an_invented_one_is_not():
     assert grounded.items[0].tolist() == [4, 0, -1, -1, -1]
     assert [g["status"] for g in grounded.extras[0]["generated"]] == ["grounded", "grounded", "hallucinated"]
     assert grounded.diagnostics["copied_from_history_rate"] == 0.5
+
+
+@pytest.mark.parametrize("fragment", ["the", "1", "Kol", "The Movie", "a film"])
+def test_fragments_and_stop_words_are_not_grounded(fragment):
+    from rapidfuzz import fuzz
+
+    matcher = TitleMatcher(movie_catalog().items)
+    assert fuzz.WRatio("kol", "kolya 1996") >= 80  # what the guard is for: WRatio alone would ground it
+    assert matcher.match(fragment, 80.0) == (-1, 0.0)
+    assert matcher.match("Kolya", 80.0)[0] == 0  # a short real title still grounds
 
 
 # --- zero_shot with a fake backend ---------------------------------------------------------------

@@ -211,6 +211,24 @@ def test_result_document_follows_the_schema(tmp_path):
     assert all(len(r["predicted"]) == 20 and len(r["targets"]) == 1 for r in rows)
 
 
+def test_max_test_examples_draws_the_same_subset_for_every_method(tmp_path):
+    runner = _runner(tmp_path)
+    full = runner.run(_request("most_popular")).document
+    small = {m: runner.run(_request(m, task_settings={"max_test_examples": "7"})).document for m in ("most_popular", "random")}
+    keys = {}
+    for method, doc in small.items():
+        assert doc["n_examples"] == 7 and doc["task"]["params"]["max_test_examples"] == 7
+        assert doc["task"]["stats"]["test_examples_before_subsample"] == full["n_examples"]
+        assert doc["protocol"]["fingerprint"] != full["protocol"]["fingerprint"]
+        assert "--set task.max_test_examples=7" in doc["command"]
+        rows = (tmp_path / "results" / "fullrank" / method / doc["examples_file"]).read_text().splitlines()
+        keys[method] = [json.loads(r)["key"] for r in rows]
+    assert keys["most_popular"] == keys["random"] and len(set(keys["random"])) == 7
+    assert "test_subsample" not in full["protocol"]  # full runs keep their fingerprint
+    with pytest.raises(ConfigError, match="max_test_examples must be at least 1"):
+        runner.run(_request("random", task_settings={"max_test_examples": "0"}))
+
+
 def test_repeat_run_is_answered_from_results_unless_forced(tmp_path):
     fits = []
 
