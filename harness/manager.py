@@ -34,6 +34,8 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.sasrec",
     "recbench.plugins.bert4rec",
     "recbench.plugins.zero_shot",
+    "recbench.plugins.sft",
+    "recbench.plugins.dpo",
 )
 
 ENTRY_POINT_GROUP = "recbench"

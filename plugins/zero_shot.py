@@ -26,7 +26,7 @@ from recbench.llm.backend import DecodingParams
 from recbench.llm.parsing import (
     AMBIGUOUS, EMPTY, NO_MATCH, OUT_OF_RANGE, Choice, answer_content, choose_by_ngrams, choose_by_number, parse_title_list,
 )
-from recbench.llm.prompts import BuiltPrompt, artwork_prompt, rerank_prompt, topk_prompt, whitespace_tokens
+from recbench.llm.prompts import PREDICTION, BuiltPrompt, artwork_prompt, rerank_prompt, topk_prompt, whitespace_tokens
 from recbench.llm.verbalizers import History, ItemText, Verbalizer, get_verbalizer
 from recbench.method import Method
 
@@ -37,7 +37,8 @@ class ZeroShotConfig:
 
     model: str = option("smollm2-135m", "model alias, Hugging Face hub id, local folder, or http://HOST:PORT/v1#SERVED_NAME")
     mode: Literal["generate", "score"] = option("generate", "generate an answer and parse it, or rank candidates by log-likelihood")
-    output: Literal["text", "number"] = option("text", "candidate tasks: answer with the option's text (n-gram matched) or its number")
+    output: Literal["text", "number", "reason"] = option(
+        "text", "candidate tasks: answer with the option's text (n-gram matched), its number, or a reason then the text")
     verbalizer: str = option("auto", "history to text: template, preferences, or auto (template for candidates, preferences for topk)")
     max_history_tokens: int = option(1024, "token budget of the verbalized history; the oldest interactions are dropped first")
     max_new_tokens: int = option(64, "generation length limit in tokens")
@@ -132,6 +133,11 @@ class ZeroShot(Method):
         return prompts
 
     def _choose(self, examples: ExampleSet, artwork: bool) -> Predictions:
+        if self.config.mode == "score" and self.config.output == "reason":
+            raise ConfigError(
+                f"method {self.name!r}: output=reason writes a justification before its answer, which mode=score "
+                "cannot rank; use --set mode=generate, or output=text to score the options."
+            )
         prompts = self._choice_prompts(examples, artwork)
         extras = [{"history_shown": p.history_shown, "history_dropped": p.history_dropped} for p in prompts]
         if self.config.mode == "score":
@@ -169,6 +175,9 @@ class ZeroShot(Method):
             said = prompt.forced_prefix + outputs[0].text
             if self.config.output == "text":
                 choice = choose_by_ngrams(said, prompt.options)
+            elif self.config.output == "reason":  # only what follows the last "Prediction:" is the answer
+                _, found, answer = said.rpartition(PREDICTION)
+                choice = choose_by_ngrams(answer if found else "", prompt.options)
             else:
                 content, tagged = answer_content(said)
                 choice = choose_by_number(content, len(prompt.options))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,7 @@ from recbench.data.store import FetchContext, recbench_home
 from recbench.errors import DatasetError
 from recbench.llm.backend import Backend, ModelError
 
+LOG = logging.getLogger("recbench.llm")
 MARKER = ".recbench-complete.json"
 DEFAULT_MODEL = "smollm2-135m"
 # files that change what a model computes; generation_config.json is left out because backends ignore it
@@ -111,11 +113,21 @@ def load_backend(model: str, *, dtype: str = "auto", device: str = "auto", batch
     return TransformersBackend.from_folder(ref.path, dtype=dtype, device=device, batch_size=batch_size, name=ref.name)
 
 
-def ensure_built(folder: Path, recipe: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict]:
-    """``folder`` if its marker matches ``recipe`` and its files; else build it afresh (atomically)."""
+def ensure_built(
+    folder: Path, recipe: dict[str, Any], build: Callable[[Path], dict[str, Any]], *, verify: bool = False
+) -> tuple[Path, dict]:
+    """``folder`` if its marker matches ``recipe`` and its files; else build it afresh (atomically).
+
+    Files are checked by size; with ``verify`` also by their recorded sha256 (for small folders,
+    such as training checkpoints, where a corrupt file must never be loaded).
+    """
+    recipe = json.loads(json.dumps(recipe))  # as the marker stores it: tuples become lists
     marker = _read_marker(folder)
     if marker is not None and marker.get("recipe") == recipe and _files_match(folder, marker.get("files", {})):
-        return folder, marker["provenance"]
+        files = marker["files"]
+        if not verify or all(file_sha256(folder / name) == meta["sha256"] for name, meta in files.items()):
+            return folder, marker["provenance"]
+        LOG.warning("%s: a file differs from its recorded sha256; rebuilding it", folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:8]}"
     staging.mkdir()

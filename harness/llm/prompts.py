@@ -3,7 +3,9 @@
 - :func:`rerank_prompt`: pick the next item among candidates (verbalization paper's reasoner).
 - :func:`artwork_prompt`: pick the artwork a user prefers for a new title (artwork paper):
   options delimited by ``<option> ... </option>``; ``output="text"`` asks for the caption with
-  the forced prefix ``Prediction: <option>``, ``output="number"`` for its number.
+  the forced prefix ``Prediction: <option>``, ``output="number"`` for its number, ``output="reason"``
+  for a justification first (``Reason: ... Prediction: <option> caption </option>``, the output of
+  the paper's SFT with distilled reasoning).
 - :func:`topk_prompt`: generate ``k`` titles (RLHF top-k paper): demographics, history,
   a release-date cutoff and a list-of-strings output format.
 
@@ -25,11 +27,13 @@ from recbench.llm.backend import Prompt
 from recbench.llm.verbalizers import History, ItemText, Verbalizer
 
 TokenCounter = Callable[[str], int]
-Output = Literal["text", "number"]
+Output = Literal["text", "number", "reason"]
 
 EXPERT = "You are an expert in movies and shows."  # the artwork paper's opening line
 RECOMMENDER = "You are a movie recommender. You answer exactly in the format the user asks for."
 TEXT_PREFIX = "Prediction: <option>"  # the artwork paper's forced prefix for caption output
+REASON_PREFIX = "Reason:"  # answers with reasoning start so; the prediction follows after PREDICTION
+PREDICTION = "Prediction:"
 NUMBER_PREFIX = "<answer>"
 PARAGRAPH = "\n\n"  # small models answer, then ramble on in a new paragraph: stop there
 
@@ -81,11 +85,17 @@ class BuiltPrompt:
 def _choice_prompt(
     intro: str, history: FittedHistory, context: str, options: Sequence[str], what: str, output: Output
 ) -> BuiltPrompt:
-    if output == "text":
+    if output in ("text", "reason"):
         listed = "\n".join(f"<option> {text} </option>" for text in options)
         instruction = f"Output the best {what} in text."
         prefix, stop = TEXT_PREFIX, ("</option>", PARAGRAPH)
         continuations = tuple(f" {text} </option>" for text in options)
+        if output == "reason":
+            instruction = (
+                f"First explain, after 'Reason:', which {what} suits the user's taste and why; then output the best "
+                f"{what} in text after 'Prediction:'."
+            )
+            prefix, stop = REASON_PREFIX, ("</option>",)  # a justification may run over several paragraphs
     else:
         listed = "\n".join(f"{i}. <option> {text} </option>" for i, text in enumerate(options, 1))
         instruction = (
