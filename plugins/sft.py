@@ -35,7 +35,7 @@ from recbench.plugins.zero_shot import ZeroShot, ZeroShotConfig
 
 OPTION_TOKENS = ("<option>", "</option>")
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"model": "smollm2-135m", "train_examples": 64, "valid_examples": 32, "lr_grid": (2e-4, 1e-3),
+    "smoke": {"model": "smollm2-135m", "train_examples": 32, "valid_examples": 16, "lr_grid": (2e-4, 1e-3),
               "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 4, "grad_accum": 1},
     "paper": {"model": "meta-llama/Llama-3.1-8B-Instruct", "train_examples": 0, "valid_examples": 1000,
               "lr_grid": (1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4), "epochs": 1.0, "max_history_tokens": 4096,
@@ -50,8 +50,8 @@ class PostTrainConfig(ZeroShotConfig):
     preset: Literal["smoke", "paper"] = option("smoke", "defaults for the None options: smoke (CPU, minutes) or paper (GPU)")
     model: str | None = option(None, "base model: alias, hub id or local folder (smoke: smollm2-135m; paper: Llama-3.1-8B-Instruct)")
     max_history_tokens: int | None = option(None, "token budget of the verbalized history (smoke 256, paper 4096)")
-    train_examples: int | None = option(None, "training pairs used, a seeded draw; 0 = all (smoke 64, paper all)")
-    valid_examples: int | None = option(None, "validation pairs that choose the learning rate (smoke 32, paper 1000)")
+    train_examples: int | None = option(None, "training pairs used, a seeded draw; 0 = all (smoke 32, paper all)")
+    valid_examples: int | None = option(None, "validation pairs that choose the learning rate (smoke 16, paper 1000)")
     lr_grid: tuple[float, ...] | None = option(None, "learning rates tried, best validation IPS kept (paper 1e-7..1e-4)")
     epochs: float | None = option(None, "passes over the training pairs")
     train_batch_size: int | None = option(None, "pairs per device per step")
