@@ -174,6 +174,10 @@ def _table(group: list[dict[str, Any]], reference: str | None, only: Sequence[st
         ref_rows = [r for r in rows if r.label == reference] or [r for r in rows if r.method == reference]
         values = [v for v in (r.value(primary) for r in ref_rows) if v is not None]
         ref_value = sum(values) / len(values) if values else None
+        ref_means = {}
+        for metric in newest["task"].get("relative_metrics") or [primary]:
+            found = [v for v in (r.value(metric) for r in ref_rows) if v is not None]
+            ref_means[metric] = sum(found) / len(found) if found else None
         if ref_value is None:
             notes.append(f"Reference `{reference}` has no {primary} result under protocol `{fingerprint}`, so its "
                          f"Δ% column is n/a; run `recbench run --task {newest['task']['name']} --method {reference}` "
@@ -181,8 +185,10 @@ def _table(group: list[dict[str, Any]], reference: str | None, only: Sequence[st
         elif len(values) > 1:
             notes.append(f"Reference `{reference}` has {len(values)} rows under protocol `{fingerprint}`; Δ% is "
                          f"relative to their mean {primary} ({ref_value:.4f}).")
+    relative = [m for m in newest["task"].get("relative_metrics") or [primary] if m in columns] or [primary]
     headers = ["rank", "method", *columns]
-    headers += [f"Δ% vs {reference}"] if reference else []
+    if reference:
+        headers += [f"Δ% vs {reference}"] if relative == [primary] else [f"Δ% {m} vs {reference}" for m in relative]
     headers += ["fit", "predict", "command"]
     cells, rank = [], 0
     for row in rows:
@@ -191,7 +197,7 @@ def _table(group: list[dict[str, Any]], reference: str | None, only: Sequence[st
         line = [str(rank) if ranked else "-", row.label + (" (ceiling)" if row.ceiling else "")]
         line += [_metric_cell(row.doc["metrics"].get(metric)) for metric in columns]
         if reference:
-            line.append(_delta(row in ref_rows, row.value(primary), ref_value))
+            line += [_delta(row in ref_rows, row.value(m), ref_means.get(m)) for m in relative]
         timing = row.doc.get("timing") or {}
         line += [_seconds(timing.get("fit_s")), _seconds(timing.get("predict_s"))]
         line.append(f"`{row.doc['command']}`" if row.doc.get("command") else "-")

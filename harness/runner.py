@@ -176,6 +176,7 @@ class Runner:
                 "name": task.spec.name, "version": task.spec.version, "kind": task.kind,
                 "description": task.spec.description, "primary_metric": task.spec.primary_metric,
                 "params": task.param_values(), "reference": task.spec.reference, "stats": data.stats,
+                "relative_metrics": list(task.spec.relative_metrics),
             },
             "dataset": catalog.summary(),
             "protocol": protocol,

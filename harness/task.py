@@ -45,6 +45,7 @@ class TaskSpec:
     params: dict[str, Any] = field(default_factory=dict)
     filters: tuple[dict[str, Any], ...] = ()
     reference: str | None = None  # default reference row of the leaderboard's relative column
+    relative_metrics: tuple[str, ...] = ()  # metrics with a Δ% column (default: the primary metric)
     path: str | None = None
 
     @classmethod
@@ -68,6 +69,9 @@ class TaskSpec:
             raise RegistrationError(f"{where}: missing required key(s) {missing}.")
         if raw["primary_metric"] not in raw["metrics"]:
             raise RegistrationError(f"{where}: primary_metric {raw['primary_metric']!r} is not in metrics.")
+        stray = [m for m in raw.get("relative_metrics", ()) if m not in raw["metrics"]]
+        if stray:
+            raise RegistrationError(f"{where}: relative_metrics {stray} are not in metrics {raw['metrics']}.")
         return cls(
             name=raw["name"],
             version=int(raw["version"]),
@@ -79,6 +83,7 @@ class TaskSpec:
             params=dict(raw.get("params", {})),
             filters=tuple(raw.get("filters", ())),
             reference=raw.get("reference"),
+            relative_metrics=tuple(raw.get("relative_metrics", ())),
             path=path,
         )
 
