@@ -19,3 +19,15 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("RECBENCH_RESULTS", str(home / "results"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     yield home
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module: the test machines are shared, and OpenMP oversubscription
+    made LLM tests 7x slower. Restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

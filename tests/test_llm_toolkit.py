@@ -26,13 +26,7 @@ local = pytest.importorskip("recbench.llm.local")
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # the test machines are shared: one thread avoids OpenMP oversubscription (7x slower); restored after
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from recbench.errors import ConfigError
 from recbench.llm.backend import Generation
@@ -26,12 +25,7 @@ TINY = dict(model="tiny-random-llama", train_examples=4, valid_examples=2, lr_gr
             train_batch_size=2, max_length=4096, max_new_tokens=8, mode="score", cache=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
