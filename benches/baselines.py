@@ -51,6 +51,14 @@ class PeakRSS:
         self._thread.join()
 
 
+def _chosen(fitted: dict) -> str:
+    """What validation chose: a method's ``chosen`` record, or a sequential model's dropout and epochs."""
+    if "chosen" in fitted:
+        return json.dumps(fitted["chosen"])[:60]
+    keys = ("dropout", "best_epoch", "epochs_run", "train_seconds")
+    return json.dumps({k: fitted[k] for k in keys if k in fitted})[:80]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="fullrank")
@@ -85,7 +93,7 @@ def main() -> int:
                 "peak RSS MiB": round(memory.peak),
                 primary: round(metrics[primary]["value"], 4),
                 **{m: round(metrics[m]["value"], 4) for m in ("hr@10", "ndcg@10") if m in metrics and m != primary},
-                "chosen": json.dumps((doc["method"]["fitted"] or {}).get("chosen", ""))[:60],
+                "chosen": _chosen(doc["method"]["fitted"] or {}),
             })
             print(f"{name}: done in {wall:.1f}s", file=sys.stderr)
     print(tabulate(rows, headers="keys", tablefmt="github"))
