@@ -234,7 +234,7 @@ class Runner:
             "schema": SCHEMA, "run_id": run_id, "created_at": now_iso(), "command": command, "ceiling": True,
             "task": {"name": spec.name, "version": spec.version, "kind": task.kind, "description": spec.description,
                      "primary_metric": spec.primary_metric, "params": task.param_values(),
-                     "reference": spec.reference, "stats": data.stats},
+                     "reference": spec.reference, "stats": data.stats, "relative_metrics": list(spec.relative_metrics)},
             "dataset": catalog.summary(), "protocol": protocol,
             "method": {"name": ORACLE, "description": "Bayes-optimal choice under the simulator's known probabilities (a ceiling, not a method)",
                        "plugin": "recbench (built-in)", "config": {}, "fitted": {}},
