@@ -126,6 +126,16 @@ def test_delta_against_reference(store):
     assert not board.notes
 
 
+def test_relative_metrics_each_get_a_delta_column(store):
+    docs = [make_doc("pop", 0.25, hr=0.40), make_doc("sasrec", 0.30, hr=0.30)]
+    for doc in docs:
+        doc["task"]["relative_metrics"] = ["hr@10", "ndcg@10"]
+    add(store, *docs)
+    (rows,) = table_rows(render_leaderboard(TASK, store, reference="pop").markdown)
+    sasrec = next(r for r in rows if r["method"] == "sasrec")
+    assert (sasrec["Δ% hr@10 vs pop"], sasrec["Δ% ndcg@10 vs pop"]) == ("-25.0%", "+20.0%")
+
+
 def test_missing_reference_gives_na_and_note(store):
     add(store, make_doc("sasrec", 0.30), make_doc("bpr", 0.20))
     board = render_leaderboard(TASK, store, reference="pop")
