@@ -5,13 +5,16 @@ under ``fuzz.WRatio``, if that score reaches ``threshold`` (0-100). Titles below
 count as hallucinated; a title grounded to an item already predicted for the example counts as
 a duplicate. Both leave a ``-1`` slot, so a method is never credited for them.
 
-WRatio scores a short query by its best partial match, so a fragment such as "the" or "1" would
-reach 90 against many titles. A query with fewer than ``MIN_QUERY_CHARS`` letters and digits, or
-made only of stop words, is therefore not grounded (real titles as short as "Heat" still are).
+WRatio scores a short query by its best partial match, so a fragment such as "the" or "1" (or
+"The (1997)", which matches on its year) would reach 90 against many titles. A query whose title
+part (the text before a trailing "(year)") has fewer than ``MIN_QUERY_CHARS`` letters and digits,
+or is made only of stop words, is therefore grounded only when it equals a catalog title exactly:
+"M (1931)" is, "The (1997)" is not, and real titles as short as "Heat" still match fuzzily.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,11 @@ from recbench.examples import ExampleSet
 
 MIN_QUERY_CHARS = 4
 STOP_WORDS = frozenset({"a", "an", "the", "and", "of", "in", "on", "movie", "movies", "film", "films", "none", "title"})
+TRAILING_YEAR = re.compile(r"\(\s*\d{4}\s*\)\s*$")
+
+
+def _too_vague(title_part: str) -> bool:
+    return sum(ch.isalnum() for ch in title_part) < MIN_QUERY_CHARS or set(title_part.split()) <= STOP_WORDS
 
 
 def display_titles(items: pd.DataFrame) -> list[str]:
@@ -50,14 +58,18 @@ class TitleMatcher:
 
         self.titles = display_titles(items)
         self._processed = [utils.default_process(t) for t in self.titles]
+        self._exact: dict[str, int] = {}
+        for index, processed in enumerate(self._processed):
+            self._exact.setdefault(" ".join(processed.split()), index)
 
     def match(self, text: str, threshold: float) -> tuple[int, float]:
         """``(item code, score)`` of the best match, or ``(-1, best score)`` below ``threshold``."""
         from rapidfuzz import fuzz, process, utils
 
         query = utils.default_process(text)
-        if sum(ch.isalnum() for ch in query) < MIN_QUERY_CHARS or set(query.split()) <= STOP_WORDS:
-            return -1, 0.0
+        if _too_vague(utils.default_process(TRAILING_YEAR.sub("", text))):
+            exact = self._exact.get(" ".join(query.split()))
+            return (exact, 100.0) if exact is not None else (-1, 0.0)
         best = process.extractOne(query, self._processed, scorer=fuzz.WRatio, processor=None)
         if best is None:
             return -1, 0.0

@@ -209,7 +209,7 @@ def test_a_title_with_a_typo_is_grounded_and_an_invented_one_is_not():
     assert grounded.diagnostics["copied_from_history_rate"] == 0.5
 
 
-@pytest.mark.parametrize("fragment", ["the", "1", "Kol", "The Movie", "a film"])
+@pytest.mark.parametrize("fragment", ["the", "1", "Kol", "The Movie", "a film", "The (1997)", "A (1996)"])
 def test_fragments_and_stop_words_are_not_grounded(fragment):
     from rapidfuzz import fuzz
 
@@ -217,6 +217,17 @@ def test_fragments_and_stop_words_are_not_grounded(fragment):
     assert fuzz.WRatio("kol", "kolya 1996") >= 80  # what the guard is for: WRatio alone would ground it
     assert matcher.match(fragment, 80.0) == (-1, 0.0)
     assert matcher.match("Kolya", 80.0)[0] == 0  # a short real title still grounds
+
+
+def test_a_title_too_short_to_match_fuzzily_grounds_when_it_is_exact():
+    items = movie_catalog().items
+    items = pd.concat([items, pd.DataFrame({"item_id": ["1"], "title": ["M"], "year": pd.array([1931], dtype="Int64"),
+                                            "genres": ["Crime"]})], ignore_index=True)
+    matcher = TitleMatcher(items)
+    assert matcher.match("M (1931)", 80.0) == (5, 100.0)
+    assert matcher.match("m  (1931) ", 80.0) == (5, 100.0)
+    assert matcher.match("M (1932)", 80.0) == (-1, 0.0)  # no fuzzy credit for a one-letter title
+    assert matcher.match("(1931)", 80.0) == (-1, 0.0)
 
 
 # --- zero_shot with a fake backend ---------------------------------------------------------------
