@@ -274,6 +274,23 @@ def test_sampling_is_deterministic_under_a_seed_whatever_the_batch(tiny):
     assert tiny.generate(prompts, DecodingParams(**{**params.to_dict(), "seed": 4, "stop": ()})) != together
 
 
+def test_generation_batches_respect_the_row_and_padded_token_limits(tiny, monkeypatch):
+    from recbench.llm import local
+
+    monkeypatch.setitem(local.GENERATE_BATCH_TOKENS, "cpu", 100)
+    lengths = [5, 10, 20, 20, 30, 60, 90]  # sorted, as generate orders them
+    batches = tiny._batches(list(range(7)), lengths)
+    assert [i for b in batches for i in b] == list(range(7))  # every row once, order kept
+    assert all(len(b) <= tiny.batch_size and len(b) * lengths[b[-1]] <= 100 for b in batches if len(b) > 1)
+    assert batches[-1] == [6] and [5] in batches  # a long prompt goes alone rather than padding its neighbours
+    prompts = [[{"role": "user", "content": "word " * n}] for n in (1, 3, 40, 2)]
+    params = DecodingParams(max_new_tokens=6)
+    monkeypatch.setitem(local.GENERATE_BATCH_TOKENS, "cpu", 10**6)
+    together = tiny.generate(prompts, params)
+    monkeypatch.setitem(local.GENERATE_BATCH_TOKENS, "cpu", 1)
+    assert tiny.generate(prompts, params) == together  # one prompt per batch: the same answers
+
+
 def test_the_forced_prefix_starts_the_answer_and_is_not_returned(tiny):
     prompt = [{"role": "user", "content": "hello"}]
     [[out]] = tiny.generate([prompt], DecodingParams(max_new_tokens=10, forced_prefix="Answer:"))

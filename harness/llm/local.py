@@ -47,6 +47,10 @@ from recbench.llm.backend import (
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
 SCORE_BATCH_TOKENS = 2048  # continuation tokens per scoring forward pass: bounds the (tokens x vocab) logits
+# padded prompt tokens per generation batch: a batch stops growing at batch_size rows or at this
+# many (rows x longest prompt) tokens. Batching long prompts buys little on a CPU, where one
+# forward is compute-bound, and padding them to their longest neighbour costs a lot.
+GENERATE_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
 
 def resolve_device(device: str) -> str:
@@ -168,13 +172,24 @@ class TransformersBackend:
         order = sorted(range(len(rows)), key=lambda r: len(ids[rows[r][0]]))  # similar lengths pad less
         out: list[list[Generation]] = [[] for _ in texts]
         done: dict[tuple[int, int], Generation] = {}
-        for start in range(0, len(order), self.batch_size):
-            batch = [rows[r] for r in order[start : start + self.batch_size]]
+        for batch in self._batches([rows[r] for r in order], [len(ids[rows[r][0]]) for r in order]):
             seeds = [_row_seed(params.seed, texts[i], j) for i, j in batch]
             done.update(zip(batch, self._generate_batch([ids[i] for i, _ in batch], seeds, params)))
         for (i, j), generation in sorted(done.items()):
             out[i].append(generation)
         return out
+
+    def _batches(self, rows: list[Any], lengths: list[int]) -> list[list[Any]]:
+        """Consecutive runs of ``rows`` (sorted by ``lengths``) within the row and padded-token limits."""
+        budget = GENERATE_BATCH_TOKENS.get(self.device.type, GENERATE_BATCH_TOKENS["cuda"])
+        batches: list[list[Any]] = []
+        for row, length in zip(rows, lengths):
+            last = batches[-1] if batches else None
+            if last is None or len(last) >= self.batch_size or (len(last) + 1) * length > budget:
+                batches.append([row])
+            else:
+                last.append(row)
+        return batches
 
     def _generate_batch(self, ids: list[list[int]], seeds: list[int], params: DecodingParams) -> list[Generation]:
         width = max(map(len, ids))
