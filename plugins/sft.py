@@ -35,8 +35,9 @@ from recbench.plugins.zero_shot import ZeroShot, ZeroShotConfig
 
 OPTION_TOKENS = ("<option>", "</option>")
 PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"model": "smollm2-135m", "train_examples": 32, "valid_examples": 16, "lr_grid": (2e-4, 1e-3),
-              "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 4, "grad_accum": 1},
+    # one pair per step (no padding: artwork prompts run 500-5,000 tokens), 4 per optimizer update
+    "smoke": {"model": "smollm2-135m", "train_examples": 24, "valid_examples": 8, "lr_grid": (2e-4, 1e-3),
+              "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 1, "grad_accum": 4},
     "paper": {"model": "meta-llama/Llama-3.1-8B-Instruct", "train_examples": 0, "valid_examples": 1000,
               "lr_grid": (1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4), "epochs": 1.0, "max_history_tokens": 4096,
               "train_batch_size": 4, "grad_accum": 8},
