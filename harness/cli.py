@@ -326,8 +326,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from recbench.leaderboard import render_leaderboard
     from recbench.results import ResultStore, atomic_write_text
 
+    from recbench.manager import get_plugin_manager, load_registry
+
+    registry = load_registry(get_plugin_manager())
+    ablations = registry.tasks.get(args.task).ablations if args.task in registry.tasks else ()
     board = render_leaderboard(args.task, ResultStore(args.results_dir), reference=args.reference,
-                               metrics=args.metrics.split(",") if args.metrics else None, out_dir=Path(args.out))
+                               metrics=args.metrics.split(",") if args.metrics else None, out_dir=Path(args.out),
+                               ablations=ablations)
     path = Path(args.out) / f"{args.task}.md"
     atomic_write_text(path, board.markdown)
     for note in board.notes:

@@ -18,6 +18,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from recbench.ablations import Ablation
+from recbench.ablations import build as build_ablation
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.results import ResultStore, atomic_write_text
@@ -71,6 +73,7 @@ def render_leaderboard(
     reference: str | None = None,
     metrics: Sequence[str] | None = None,
     out_dir: Path | None = None,
+    ablations: Sequence[Ablation] = (),
 ) -> Leaderboard:
     """Render the leaderboard of ``task`` from the results in ``store``.
 
@@ -78,7 +81,7 @@ def render_leaderboard(
     the newest result's ``task.reference``, and no such column when neither is set. ``metrics``
     restricts the metric columns; the primary metric is always shown first. ``out_dir`` is the
     folder the page will be written to: plot links are made relative to it (default: relative to
-    the results folder).
+    the results folder). ``ablations`` (the task spec's) add tables under each protocol's ranking.
     """
     notes: list[str] = []
     docs = _load(task, store, notes)
@@ -111,6 +114,7 @@ def render_leaderboard(
         lines += ["", "## Notes", "", *(f"- {note}" for note in notes)]
     for table, group in zip(tables, groups_list):
         lines += ["", *_section(table, group, store, out_dir)]
+        lines += _ablation_sections(ablations, group, newest["task"].get("relative_metrics") or [table.primary_metric])
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 
 
@@ -267,6 +271,20 @@ def _section(table: LeaderboardTable, group: list[dict[str, Any]], store: Result
         # stored relative to the results folder; the page may live elsewhere
         links = [Path(os.path.relpath(store.root / p, out_dir)).as_posix() if out_dir is not None else p for p in plots]
         lines += ["", *(f"![{Path(p).stem}]({link})" for p, link in zip(plots, links))]
+    return lines
+
+
+def _ablation_sections(ablations: Sequence[Ablation], group: list[dict[str, Any]], relative: Sequence[str]) -> list[str]:
+    rows = [_Row(doc) for doc in group]
+    _label(rows)
+    labels = {row.doc["run_id"]: row.label for row in rows}
+    lines = []
+    for ablation in ablations:
+        table = build_ablation(ablation, group, relative, labels, value=lambda doc, m: _Row(doc).value(m),
+                               delta=_delta, show=_show)
+        if table is not None:
+            lines += ["", f"### Ablation: {table.title}", "",
+                      tabulate(table.rows, headers=table.headers, tablefmt="github", disable_numparse=True)]
     return lines
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from recbench.config import build_config, config_to_dict, option
 from recbench.contracts import CONTRACT_KINDS, Contract
+from recbench.ablations import Ablation
 from recbench.data.catalog import TIE_RULE, Catalog
 from recbench.errors import ConfigError, RegistrationError
 from recbench.examples import ExampleSet, FitData, Targets
@@ -46,6 +47,7 @@ class TaskSpec:
     filters: tuple[dict[str, Any], ...] = ()
     reference: str | None = None  # default reference row of the leaderboard's relative column
     relative_metrics: tuple[str, ...] = ()  # metrics with a Δ% column (default: the primary metric)
+    ablations: tuple[Ablation, ...] = ()  # extra leaderboard views on the same results (recbench.ablations)
     path: str | None = None
 
     @classmethod
@@ -84,6 +86,7 @@ class TaskSpec:
             filters=tuple(raw.get("filters", ())),
             reference=raw.get("reference"),
             relative_metrics=tuple(raw.get("relative_metrics", ())),
+            ablations=tuple(Ablation.from_dict(a, where) for a in raw.get("ablations", ())),
             path=path,
         )
 

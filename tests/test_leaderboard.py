@@ -234,3 +234,33 @@ def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
     assert write_leaderboard(TASK, ResultStore(store.root), out_dir=out, reference="pop").read_text() == first
     assert "![toyrank_ndcg](../results/plots/toyrank_ndcg.png)" in first  # relative to the leaderboard folder
     assert [p.name for p in out.iterdir()] == [f"{TASK}.md"]  # no temporary files left behind
+
+
+def test_ablation_tables_arrange_runs_against_a_filtered_reference(store, tmp_path):
+    from recbench.ablations import Ablation
+    from recbench.errors import RegistrationError
+    from recbench.task import TaskSpec
+
+    zero_text = make_doc("zero_shot", 0.20, config={"output": "text", "model": "m"})
+    zero_number = make_doc("zero_shot", 0.40, config={"output": "number", "model": "m"})
+    sft = make_doc("sft", 0.25, config={"output": "text", "model": None})
+    sft["method"]["fitted"] = {"base_model": "m", "resolved": {"train_examples": 24}}
+    other_protocol = make_doc("sft", 0.9, proto=protocol(params__k=5), config={"output": "text", "model": None})
+    add(store, zero_text, zero_number, sft, other_protocol, make_doc("pop", 0.1))
+    spec = TaskSpec.from_dict({
+        "name": TASK, "version": 1, "kind": "fullrank", "dataset": "toy", "metrics": ["ndcg@10"],
+        "primary_metric": "ndcg@10",
+        "ablations": [{"title": "post-training vs zero-shot", "methods": ["sft", "absent_method"],
+                       "columns": {"model": "method.fitted.base_model|method.config.model", "pairs": "method.fitted.resolved.train_examples"},
+                       "reference": {"method": "zero_shot", "method.config.output": "text"}}],
+    })
+    board = render_leaderboard(TASK, store, ablations=spec.ablations)
+    assert "### Ablation: post-training vs zero-shot" in board.markdown
+    tables = table_rows(board.markdown)
+    ablation = tables[1]  # under the first protocol's ranking; the k=5 protocol's sft run is in its own table
+    assert ablation == [{"run": "sft", "model": "m", "pairs": "24", "Δ% ndcg@10 vs zero_shot (method.config.output=text)": "+25.0%",
+                         "ndcg@10": "0.2500", "command": f"`recbench run --task {TASK} --method sft --seed 0`"}]
+    with pytest.raises(RegistrationError, match="unknown_key"):
+        Ablation.from_dict({"title": "t", "methods": ["a"], "unknown_key": 1}, "spec")
+    with pytest.raises(RegistrationError, match="'method' key"):
+        Ablation.from_dict({"title": "t", "methods": ["a"], "reference": {"output": "text"}}, "spec")
