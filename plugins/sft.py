@@ -37,10 +37,11 @@ OPTION_TOKENS = ("<option>", "</option>")
 PRESETS: dict[str, dict[str, Any]] = {
     # one pair per step (no padding: artwork prompts run 500-5,000 tokens), 4 per optimizer update
     "smoke": {"model": "smollm2-135m", "train_examples": 24, "valid_examples": 8, "lr_grid": (2e-4, 1e-3),
-              "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 1, "grad_accum": 4},
+              "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 1, "grad_accum": 4,
+              "gradient_checkpointing": False},
     "paper": {"model": "meta-llama/Llama-3.1-8B-Instruct", "train_examples": 0, "valid_examples": 1000,
               "lr_grid": (1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4), "epochs": 1.0, "max_history_tokens": 4096,
-              "train_batch_size": 4, "grad_accum": 8},
+              "train_batch_size": 4, "grad_accum": 8, "gradient_checkpointing": True},
 }  # fmt: skip
 
 
@@ -57,6 +58,7 @@ class PostTrainConfig(ZeroShotConfig):
     epochs: float | None = option(None, "passes over the training pairs")
     train_batch_size: int | None = option(None, "pairs per device per step")
     grad_accum: int | None = option(None, "steps accumulated per optimizer update")
+    gradient_checkpointing: bool | None = option(None, "recompute activations in the backward pass: less memory, more time (smoke off, paper on)")
     max_length: int = option(4096, "training sequences are cut to this many tokens")
     lora_rank: int = option(8, "LoRA rank")
     lora_alpha: int = option(16, "LoRA alpha")
@@ -153,6 +155,7 @@ class PostTrained(ZeroShot):
             lora_rank=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
             target_modules=tuple(c.target_modules), beta=getattr(c, "beta", 0.1), new_tokens=OPTION_TOKENS,
             train_new_tokens=self.train_new_tokens, dtype="auto" if c.dtype == "auto" else c.dtype,
+            gradient_checkpointing=c.gradient_checkpointing,
         )
 
     def _search(self, parent: Path, rows: Path, valid: tuple[ExampleSet, Targets]) -> dict[str, Any]:
