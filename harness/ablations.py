@@ -17,7 +17,7 @@ files hold; they compute no metric.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,8 @@ def lookup(doc: dict[str, Any], paths: str) -> Any:
 
 
 def build(ablation: Ablation, docs: Sequence[dict[str, Any]], relative: Sequence[str], labels: dict[str, str],
-          value: Any, delta: Any, show: Any) -> AblationTable | None:
+          value: Callable[[dict[str, Any], str], float | None], delta: Callable[[bool, float | None, float | None], str],
+          show: Callable[[Any], str]) -> AblationTable | None:
     """The ablation's table over ``docs`` (one protocol), or None when none of its methods ran there.
 
     ``labels`` maps run ids to leaderboard row labels; ``value(doc, metric)``, ``delta(is_ref, value,
@@ -75,6 +76,11 @@ def build(ablation: Ablation, docs: Sequence[dict[str, Any]], relative: Sequence
     runs = [d for d in docs if d["method"]["name"] in ablation.methods]
     if not runs:
         return None
+
+    def cell(doc: dict[str, Any], paths: str) -> str:
+        found = lookup(doc, paths)
+        return "-" if found is None else show(found)
+
     ref = dict(ablation.reference)
     headers = ["run", *(name for name, _ in ablation.columns)]
     means: dict[str, float | None] = {}
@@ -91,10 +97,6 @@ def build(ablation: Ablation, docs: Sequence[dict[str, Any]], relative: Sequence
     headers += [*relative, "command"]
     order = {m: i for i, m in enumerate(ablation.methods)}
     table = AblationTable(ablation.title, headers)
-    def cell(doc: dict[str, Any], paths: str) -> str:
-        found = lookup(doc, paths)
-        return "-" if found is None else show(found)
-
     for doc in sorted(runs, key=lambda d: (order[d["method"]["name"]], [cell(d, p) for _, p in ablation.columns])):
         line = [labels.get(doc["run_id"], doc["method"]["name"]), *(cell(doc, p) for _, p in ablation.columns)]
         if ref:

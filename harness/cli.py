@@ -324,9 +324,8 @@ def cmd_data_add(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from recbench.leaderboard import render_leaderboard
-    from recbench.results import ResultStore, atomic_write_text
-
     from recbench.manager import get_plugin_manager, load_registry
+    from recbench.results import ResultStore, atomic_write_text
 
     registry = load_registry(get_plugin_manager())
     ablations = registry.tasks.get(args.task).ablations if args.task in registry.tasks else ()

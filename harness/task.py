@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from recbench.ablations import Ablation
 from recbench.config import build_config, config_to_dict, option
 from recbench.contracts import CONTRACT_KINDS, Contract
-from recbench.ablations import Ablation
 from recbench.data.catalog import TIE_RULE, Catalog
 from recbench.errors import ConfigError, RegistrationError
 from recbench.examples import ExampleSet, FitData, Targets
