@@ -18,8 +18,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from recbench.ablations import Ablation
-from recbench.ablations import build as build_ablation
+from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.results import ResultStore, atomic_write_text
@@ -114,7 +113,9 @@ def render_leaderboard(
         lines += ["", "## Notes", "", *(f"- {note}" for note in notes)]
     for table, group in zip(tables, groups_list):
         lines += ["", *_section(table, group, store, out_dir)]
-        lines += _ablation_sections(ablations, group, newest["task"].get("relative_metrics") or [table.primary_metric])
+        relative = newest["task"].get("relative_metrics") or [table.primary_metric]
+        for ablation in ablations:
+            lines += _ablation_section(ablation, group, table, relative)
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 
 
@@ -274,18 +275,42 @@ def _section(table: LeaderboardTable, group: list[dict[str, Any]], store: Result
     return lines
 
 
-def _ablation_sections(ablations: Sequence[Ablation], group: list[dict[str, Any]], relative: Sequence[str]) -> list[str]:
-    rows = [_Row(doc) for doc in group]
-    _label(rows)
-    labels = {row.doc["run_id"]: row.label for row in rows}
-    lines = []
-    for ablation in ablations:
-        table = build_ablation(ablation, group, relative, labels, value=lambda doc, m: _Row(doc).value(m),
-                               delta=_delta, show=_show)
-        if table is not None:
-            lines += ["", f"### Ablation: {table.title}", "",
-                      tabulate(table.rows, headers=table.headers, tablefmt="github", disable_numparse=True)]
-    return lines
+def _ablation_section(ablation: Ablation, group: list[dict[str, Any]], table: LeaderboardTable,
+                      relative: Sequence[str]) -> list[str]:
+    """One ablation's table over one protocol's results (nothing when none of its methods ran there)."""
+    runs = [_Row(doc) for doc in group if doc["method"]["name"] in ablation.methods]
+    if not runs:
+        return []
+    labels = dict(zip(table.run_ids, (row[1] for row in table.rows)))
+
+    def cell(row: _Row, paths: str) -> str:
+        found = lookup(row.doc, paths)
+        return "-" if found is None else _show(found)
+
+    headers = ["run", *(name for name, _ in ablation.columns)]
+    ref = dict(ablation.reference)
+    ref_rows: list[_Row] = []
+    means: dict[str, float | None] = {}
+    if ref:
+        ref_rows = [_Row(doc) for doc in group if doc["method"]["name"] == ref["method"]
+                    and all(lookup(doc, k) == v for k, v in ref.items() if k != "method")]
+        what = ", ".join(f"{k}={v}" for k, v in ref.items() if k != "method")
+        headers += [f"Δ% {m} vs {ref['method']}" + (f" ({what})" if what else "") for m in relative]
+        for metric in relative:
+            found = [v for v in (r.value(metric) for r in ref_rows) if v is not None]
+            means[metric] = sum(found) / len(found) if found else None
+    headers += [*relative, "command"]
+    order = {m: i for i, m in enumerate(ablation.methods)}
+    cells = []
+    for row in sorted(runs, key=lambda r: (order[r.method], [cell(r, p) for _, p in ablation.columns])):
+        line = [labels.get(row.doc["run_id"], row.method), *(cell(row, p) for _, p in ablation.columns)]
+        is_ref = row.doc["run_id"] in {r.doc["run_id"] for r in ref_rows}
+        line += [_delta(is_ref, row.value(m), means[m]) for m in relative] if ref else []
+        line += [f"{v:.4f}" if (v := row.value(m)) is not None else "-" for m in relative]
+        line.append(f"`{row.doc['command']}`" if row.doc.get("command") else "-")
+        cells.append([c.replace("|", "\\|") for c in line])
+    return ["", f"### Ablation: {ablation.title}", "",
+            tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)]
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
