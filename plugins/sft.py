@@ -97,6 +97,7 @@ class PostTrained(ZeroShot):
 
     def __init__(self, config: Any = None, *, seed: int = 0) -> None:
         super().__init__(config, seed=seed)
+        self.requested = self.config  # as given: a recipe built from this one (sft_dpo's start) resolves its own preset
         self.config = self.config.resolved()
         self.chosen: dict[str, Any] = {}
 

@@ -160,3 +160,12 @@ def test_methods_refuse_a_task_without_labelled_choices(artwork):
     _, data = artwork
     with pytest.raises(ConfigError, match="trains on labelled choices"):
         SFT(SFT.Config(**TINY)).fit(replace(data.fit, train_examples=None))
+
+
+def test_dpo_smoke_preset_is_its_own_and_sft_dpo_starts_from_the_sft_recipes_preset():
+    dpo = DPO(DPO.Config())
+    assert (dpo.config.train_examples, dpo.config.lr_grid) == (12, (1e-3,))
+    start = SFTDPO(SFTDPO.Config()).start_recipe()
+    assert type(start) is SFT and start.config == SFT(SFT.Config()).config  # the checkpoint `sft` itself chooses
+    assert SFTDPO(SFTDPO.Config(train_examples=48)).start_recipe().config.train_examples == 48  # what is set is shared
+    assert DPO(DPO.Config(preset="paper")).config.lr_grid == SFT(SFT.Config(preset="paper")).config.lr_grid
