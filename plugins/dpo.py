@@ -30,6 +30,8 @@ DPO_PRESETS: dict[str, dict[str, Any]] = {"smoke": {"train_examples": 12, "lr_gr
 
 @dataclass(frozen=True)
 class DPOConfig(PostTrainConfig):
+    train_examples: int | None = option(None, "training pairs used, a seeded draw; 0 = all (smoke 12, paper all)")
+    lr_grid: tuple[float, ...] | None = option(None, "learning rates tried, best validation IPS kept (smoke 1e-3, paper 1e-7..1e-4)")
     output: Literal["text", "number", "reason"] = option("text", "answer with the caption (text) or its number")
     beta: float = option(0.1, "DPO temperature: how far the policy may move from the reference")
 
