@@ -164,7 +164,7 @@ def test_methods_refuse_a_task_without_labelled_choices(artwork):
 
 def test_dpo_smoke_preset_is_its_own_and_sft_dpo_starts_from_the_sft_recipes_preset():
     dpo = DPO(DPO.Config())
-    assert (dpo.config.train_examples, dpo.config.lr_grid) == (12, (1e-3,))
+    assert (dpo.config.train_examples, dpo.config.lr_grid, dpo.config.gradient_checkpointing) == (12, (1e-3,), True)
     start = SFTDPO(SFTDPO.Config()).start_recipe()
     assert type(start) is SFT and start.config == SFT(SFT.Config()).config  # the checkpoint `sft` itself chooses
     assert SFTDPO(SFTDPO.Config(train_examples=48)).start_recipe().config.train_examples == 48  # what is set is shared
