@@ -233,9 +233,18 @@ def _label(rows: list[_Row]) -> None:
         differing = sorted({k for c in configs for k in c if any(k not in o or o[k] != c[k] for o in configs)})
         several_seeds = len({row.doc.get("seed") for row in same}) > 1
         for row, config in zip(same, configs):
-            tags = [f"{k}={_show(config.get(k, '(unset)'))}" for k in differing]
+            tags = [f"{k}={_config_value(row, config, k)}" for k in differing]
             tags += [f"seed {row.doc.get('seed')}"] if several_seeds else []
             row.label = f"{method} ({', '.join(tags)})" if tags else method
+
+
+def _config_value(row: _Row, config: dict[str, Any], key: str) -> str:
+    """A config value for a label; an option left to a preset (None) shows the value the run resolved."""
+    value = config.get(key, "(unset)")
+    resolved = (row.doc["method"].get("fitted") or {}).get("resolved") or {}
+    if value is None and key in resolved:
+        return f"{_show(resolved[key])} by preset"
+    return _show(value)
 
 
 def _protocol_note(groups: list[list[dict[str, Any]]]) -> str:

@@ -185,6 +185,14 @@ def test_labels_show_differing_config_keys_and_seeds(store):
     assert [r["method"] for r in rows] == ["sasrec (loss=ce)", "sasrec (loss=bce)", "bpr (seed 2)", "bpr (seed 1)"]
 
 
+def test_labels_show_the_resolved_value_of_an_option_left_to_a_preset(store):
+    preset = make_doc("sft", 0.30, config={"train_examples": None})
+    preset["method"]["fitted"] = {"resolved": {"train_examples": 24}}
+    add(store, preset, make_doc("sft", 0.20, config={"train_examples": 12}))
+    (rows,) = table_rows(render_leaderboard(TASK, store).markdown)
+    assert [r["method"] for r in rows] == ["sft (train_examples=24 by preset)", "sft (train_examples=12)"]
+
+
 def test_duplicate_run_keeps_newest(store):
     old = make_doc("sasrec", 0.30, created="2025-01-01T00:00:00+00:00")
     new = make_doc("sasrec", 0.35, created="2025-02-01T00:00:00+00:00")
