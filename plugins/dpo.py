@@ -11,29 +11,29 @@ validation-chosen rate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from recbench import hookimpl
 from recbench.config import option
 from recbench.examples import ExampleSet, FitData, Targets
-from recbench.plugins.sft import SFT, PostTrainConfig, PostTrained, SFTReason, _answer_positions
+from recbench.plugins.sft import PRESETS, SFT, PostTrainConfig, PostTrained, SFTReason, _answer_positions
 
 # DPO runs the policy on the chosen and the rejected answer and the reference on both: about twice
 # SFT's work per pair (measured on 2 CPU cores: 85 s per artwork pair against 39 s) and, without
 # gradient checkpointing, a 22.8 GB peak on the 4K-token artwork prompts. The smoke preset therefore
 # trains on fewer pairs, at one learning rate, with checkpointing; the paper preset is SFT's.
 DPO_PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"train_examples": 12, "lr_grid": (1e-3,), "gradient_checkpointing": True},
-    "paper": {},
+    **PRESETS, "smoke": {**PRESETS["smoke"], "train_examples": 12, "lr_grid": (1e-3,), "gradient_checkpointing": True},
 }
 
 
 @dataclass(frozen=True)
 class DPOConfig(PostTrainConfig):
+    presets: ClassVar[dict[str, dict[str, Any]]] = DPO_PRESETS
     train_examples: int | None = option(None, "training pairs used, a seeded draw; 0 = all (smoke 12, paper all)")
     lr_grid: tuple[float, ...] | None = option(None, "learning rates tried, best validation IPS kept (smoke 1e-3, paper 1e-7..1e-4)")
     gradient_checkpointing: bool | None = option(None, "recompute activations in the backward pass: less memory, more time (smoke and paper on)")
@@ -46,10 +46,6 @@ class DPOConfig(PostTrainConfig):
             raise ValueError(f"beta must be positive, got {self.beta}")
         if self.output == "reason":
             raise ValueError("dpo pairs caption answers: output must be 'text' or 'number' (use sft_dpo with start=sft_reason)")
-
-    def resolved(self) -> DPOConfig:
-        own = {k: v for k, v in DPO_PRESETS[self.preset].items() if getattr(self, k) is None}
-        return PostTrainConfig.resolved(replace(self, **own))
 
 
 class DPO(PostTrained):

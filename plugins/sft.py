@@ -49,6 +49,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 class PostTrainConfig(ZeroShotConfig):
     """Inference options as in ``zero_shot``; training options below. None: the preset's value."""
 
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS  # a recipe's config may state its own
+
     preset: Literal["smoke", "paper"] = option("smoke", "defaults for the None options: smoke (CPU, minutes) or paper (GPU)")
     model: str | None = option(None, "base model: alias, hub id or local folder (smoke: smollm2-135m; paper: Llama-3.1-8B-Instruct)")
     max_history_tokens: int | None = option(None, "token budget of the verbalized history (smoke 256, paper 4096)")
@@ -78,7 +80,7 @@ class PostTrainConfig(ZeroShotConfig):
 
     def resolved(self) -> PostTrainConfig:
         """This config with every None option taken from the preset."""
-        preset = PRESETS[self.preset]
+        preset = self.presets[self.preset]
         return replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
 
 
