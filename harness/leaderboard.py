@@ -309,11 +309,12 @@ def _ablation_section(ablation: Ablation, group: list[dict[str, Any]], table: Le
             found = [v for v in (r.value(metric) for r in ref_rows) if v is not None]
             means[metric] = sum(found) / len(found) if found else None
     headers += [*relative, "command"]
+    ref_ids = {r.doc["run_id"] for r in ref_rows}
     order = {m: i for i, m in enumerate(ablation.methods)}
     cells = []
     for row in sorted(runs, key=lambda r: (order[r.method], [cell(r, p) for _, p in ablation.columns])):
         line = [labels.get(row.doc["run_id"], row.method), *(cell(row, p) for _, p in ablation.columns)]
-        is_ref = row.doc["run_id"] in {r.doc["run_id"] for r in ref_rows}
+        is_ref = row.doc["run_id"] in ref_ids
         line += [_delta(is_ref, row.value(m), means[m]) for m in relative] if ref else []
         line += [f"{v:.4f}" if (v := row.value(m)) is not None else "-" for m in relative]
         line.append(f"`{row.doc['command']}`" if row.doc.get("command") else "-")

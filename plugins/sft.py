@@ -200,7 +200,7 @@ class PostTrained(ZeroShot):
     def describe(self) -> dict[str, Any]:
         c = self.config
         return {"backend": self.backend.fingerprint, "base_model": c.model, "preset": c.preset,
-                "resolved": {k: getattr(c, k) for k in PRESETS["smoke"]}, **self.chosen}
+                "resolved": {k: getattr(c, k) for k in c.presets[c.preset]}, **self.chosen}
 
     def predict(self, examples: ExampleSet, contract: Contract) -> Predictions:
         return self._choose(examples, artwork=True)
