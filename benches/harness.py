@@ -67,7 +67,7 @@ def bench_plugin():
     from recbench.config import option
     from recbench.data.store import DatasetSpec
     from recbench.method import ScoringMethod
-    from recbench.plugins.synthetic import make_synthetic
+    from recbench.plugins.datasets.synthetic import make_synthetic
 
     @dataclasses.dataclass(frozen=True)
     class DotConfig:

@@ -308,7 +308,7 @@ def _print_info(summary: dict[str, Any]) -> None:
 
 def cmd_data_add(args: argparse.Namespace) -> int:
     from recbench.config import parse_assignments
-    from recbench.plugins.user_data import add_user_dataset
+    from recbench.plugins.datasets.user_data import add_user_dataset
 
     mapping = parse_assignments([p for p in args.map.split(",") if p.strip()]) if args.map else {}
     path = add_user_dataset(

@@ -41,10 +41,10 @@ KIND_PARAMS: dict[str, dict[str, Any]] = {
 def tiny_catalog(kind: str = "fullrank"):
     """The tiny synthetic catalog; for the artwork kind, the same with simulated artworks."""
     if kind == "artwork":
-        from recbench.plugins.artwork_data import load_artwork_tiny
+        from recbench.plugins.datasets.artwork_data import load_artwork_tiny
 
         return load_artwork_tiny(None)
-    from recbench.plugins.synthetic import make_synthetic
+    from recbench.plugins.datasets.synthetic import make_synthetic
 
     return make_synthetic(**TINY)
 

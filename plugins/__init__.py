@@ -1,1 +1,1 @@
-"""recbench's built-in plugins: datasets and methods, registered through the public hooks."""
+"""recbench's built-in plugins, by family: datasets/, classic/ (baselines), artwork/ (its non-LLM methods), llm/ (prompting and post-training)."""

@@ -20,11 +20,11 @@ from recbench.examples import Predictions
 from recbench.leaderboard import render_leaderboard
 from recbench.manager import get_plugin_manager, load_registry
 from recbench.method import Method
-from recbench.plugins.artwork_data import TINY_CONFIG, TINY_SYNTHETIC, load_artwork_tiny
-from recbench.plugins.artwork_logs import add_artwork_logs, load_artwork_logs
-from recbench.plugins.most_chosen import MostChosen
-from recbench.plugins.production import Production, ProductionConfig
-from recbench.plugins.random_baseline import RandomMethod
+from recbench.plugins.datasets.artwork_data import TINY_CONFIG, TINY_SYNTHETIC, load_artwork_tiny
+from recbench.plugins.datasets.artwork_logs import add_artwork_logs, load_artwork_logs
+from recbench.plugins.artwork.most_chosen import MostChosen
+from recbench.plugins.artwork.production import Production, ProductionConfig
+from recbench.plugins.classic.random_baseline import RandomMethod
 from recbench.results import ResultStore
 from recbench.runner import RunRequest, Runner
 from recbench.task import TaskSpec
@@ -75,7 +75,7 @@ class FirstOptionPlugin:
 
 
 def test_simulation_is_deterministic_from_its_seed():
-    from recbench.plugins.synthetic import make_synthetic
+    from recbench.plugins.datasets.synthetic import make_synthetic
 
     base = make_synthetic(**TINY_SYNTHETIC, name="synthetic")
     again = artwork_sim.simulate(base, TINY_CONFIG, "artwork-tiny")

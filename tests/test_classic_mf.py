@@ -12,11 +12,11 @@ from recbench.config import build_config
 from recbench.errors import ConfigError
 from recbench.examples import CatalogView, ExampleSet, FitData, Histories, Targets
 from recbench.metrics import Outcome
-from recbench.plugins.als import ALS
-from recbench.plugins.bpr import BPR
-from recbench.plugins.ease import EASE, ease_weights
-from recbench.plugins.nmf import NMF
-from recbench.plugins.random_baseline import RandomMethod
+from recbench.plugins.classic.als import ALS
+from recbench.plugins.classic.bpr import BPR
+from recbench.plugins.classic.ease import EASE, ease_weights
+from recbench.plugins.classic.nmf import NMF
+from recbench.plugins.classic.random_baseline import RandomMethod
 from recbench.testing import MethodConformance, run_method, tiny_task
 
 # small but real settings; two values in one field so the validation choice runs too

@@ -27,7 +27,7 @@ from recbench.data.store import (
     recbench_home,
 )
 from recbench.errors import ConfigError, DatasetError
-from recbench.plugins import movielens, synthetic, user_data
+from recbench.plugins.datasets import movielens, synthetic, user_data
 from recbench.registry import Registry
 
 # --- small MovieLens-100K in both formats ------------------------------------------------------

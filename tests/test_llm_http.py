@@ -182,7 +182,7 @@ def test_model_url_is_split_at_the_hash():
 def test_zero_shot_reranks_through_a_served_model_and_its_cache():
     import numpy as np
 
-    from recbench.plugins.zero_shot import ZeroShot
+    from recbench.plugins.llm.zero_shot import ZeroShot
     from recbench.testing import tiny_task
 
     task, data = tiny_task("rerank")

@@ -22,7 +22,7 @@ from recbench.llm.prompts import (
 from recbench.llm.verbalizers import (
     VERBALIZERS, History, ItemText, PreferenceVerbalizer, TemplateVerbalizer, get_verbalizer, register_verbalizer,
 )
-from recbench.plugins.zero_shot import ZeroShot
+from recbench.plugins.llm.zero_shot import ZeroShot
 from recbench.testing import MethodConformance, run_method, tiny_task
 
 # 1997-12-04 15:55:49 UTC, a Thursday
@@ -380,7 +380,7 @@ def test_zero_shot_refuses_score_mode_on_generation_tasks(fake_backend):
 
 
 def test_zero_shot_on_the_artwork_task_chooses_among_captions(fake_backend):
-    from recbench.plugins.artwork_data import load_artwork_tiny
+    from recbench.plugins.datasets.artwork_data import load_artwork_tiny
     from recbench.task import TaskSpec
     from recbench.tasks.artwork import ArtworkTask
 

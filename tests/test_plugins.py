@@ -41,7 +41,7 @@ def test_builtins_register_through_hooks():
     assert {"fullrank", "rerank", "topk"} <= set(registry.tasks.names())
     assert {"ml-100k", "ml-1m", "ml-latest-small", "synthetic-tiny"} <= set(registry.datasets.names())
     assert {"ndcg", "hr", "mrr", "ips"} <= set(registry.metrics.names())
-    assert registry.methods.sources["most_popular"] == "recbench.plugins.most_popular"
+    assert registry.methods.sources["most_popular"] == "recbench.plugins.classic.most_popular"
 
 
 class _Dummy(ScoringMethod):
@@ -59,7 +59,7 @@ def test_duplicate_name_names_both_sources():
     with pytest.raises(RegistrationError) as err:
         load_registry(pm)
     message = str(err.value)
-    assert "recbench.plugins.most_popular" in message and "registered twice" in message
+    assert "recbench.plugins.classic.most_popular" in message and "registered twice" in message
     assert "most_popular" in message
 
 

@@ -16,9 +16,9 @@ import pytest
 from recbench.errors import ConfigError
 from recbench.llm.backend import Generation
 from recbench.llm.training import LOG_FILE, TrainJob, launch, trained_checkpoint
-from recbench.plugins.dpo import DPO, SFTDPO
-from recbench.plugins.sft import SFT, SFTNumber, SFTReason
-from recbench.plugins.zero_shot import ZeroShot
+from recbench.plugins.llm.dpo import DPO, SFTDPO
+from recbench.plugins.llm.sft import SFT, SFTNumber, SFTReason
+from recbench.plugins.llm.zero_shot import ZeroShot
 from recbench.testing import tiny_task
 
 TINY = dict(model="tiny-random-llama", train_examples=4, valid_examples=2, lr_grid=(1e-2,), max_history_tokens=32,

@@ -14,8 +14,8 @@ from recbench.errors import ConfigError, PredictionError, TargetLeakError, Unsup
 from recbench.examples import Predictions
 from recbench.manager import get_plugin_manager, load_registry
 from recbench.method import Method, ScoringMethod
-from recbench.plugins.most_popular import MostPopular
-from recbench.plugins.random_baseline import RandomMethod
+from recbench.plugins.classic.most_popular import MostPopular
+from recbench.plugins.classic.random_baseline import RandomMethod
 from recbench.results import ResultStore
 from recbench.runner import RunRequest, Runner
 from recbench.testing import MethodConformance

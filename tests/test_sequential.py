@@ -16,8 +16,8 @@ from recbench.errors import ConfigError
 from recbench.examples import Histories
 from recbench.fitting import validation_ndcg
 from recbench.metrics import Outcome
-from recbench.plugins.bert4rec import BERT4Rec
-from recbench.plugins.sasrec import SASRec
+from recbench.plugins.classic.bert4rec import BERT4Rec
+from recbench.plugins.classic.sasrec import SASRec
 from recbench.task import TaskSpec
 from recbench.testing import MethodConformance, run_method, tiny_task
 
@@ -158,7 +158,7 @@ def test_sasrec_loss_must_be_ce_or_bce():
 def _learnable_task():
     """A synthetic fullrank task large enough that random ranking rarely hits (tiny data's 50 items make it easy)."""
     from recbench.manager import load_registry
-    from recbench.plugins.synthetic import make_synthetic
+    from recbench.plugins.datasets.synthetic import make_synthetic
 
     spec = TaskSpec(name="seq-check", version=1, kind="fullrank", dataset="synthetic", description="learning check",
                     metrics=("hr@10",), primary_metric="hr@10", params={"k": 10})
@@ -210,7 +210,7 @@ def test_early_stopping_keeps_the_best_checkpoint():
 
 
 def test_plugin_modules_do_not_import_torch():
-    code = ("import sys, recbench.plugins.sasrec, recbench.plugins.bert4rec; "
+    code = ("import sys, recbench.plugins.classic.sasrec, recbench.plugins.classic.bert4rec; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert proc.returncode == 0, proc.stderr

@@ -2,7 +2,7 @@
 catalog for tests (``artwork-tiny``), plus ``recbench data info`` statistics for any artwork dataset.
 
 The simulator is documented in ``docs/artwork-simulator.md`` (:mod:`recbench.data.artwork_sim`);
-real logs load through :mod:`recbench.plugins.artwork_logs`.
+real logs load through :mod:`recbench.plugins.datasets.artwork_logs`.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ def _cache_key(config: artwork_sim.SimulatorConfig, base: str) -> str:
 
 
 def load_artwork_ml100k(ctx: FetchContext) -> Catalog:
-    from recbench.plugins.movielens import DATASETS
+    from recbench.plugins.datasets.movielens import DATASETS
 
     (ml100k,) = [spec for spec in DATASETS if spec.name == "ml-100k"]
     return artwork_sim.simulate(get_catalog(ml100k, quiet=ctx.quiet), ML100K_CONFIG, "artwork-ml100k")
 
 
 def load_artwork_tiny(ctx: FetchContext) -> Catalog:
-    from recbench.plugins.synthetic import make_synthetic
+    from recbench.plugins.datasets.synthetic import make_synthetic
 
     return artwork_sim.simulate(make_synthetic(**TINY_SYNTHETIC, name="synthetic"), TINY_CONFIG, "artwork-tiny")
 

@@ -23,7 +23,7 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.examples import ExampleSet, FitData
 from recbench.method import ScoringMethod
-from recbench.plugins.sasrec import check_encoder_options
+from recbench.plugins.classic.sasrec import check_encoder_options
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 from recbench import hookimpl
 from recbench.config import option
 from recbench.examples import ExampleSet, FitData, Targets
-from recbench.plugins.sft import PRESETS, SFT, PostTrainConfig, PostTrained, SFTReason, _answer_positions
+from recbench.plugins.llm.sft import PRESETS, SFT, PostTrainConfig, PostTrained, SFTReason, _answer_positions
 
 # DPO runs the policy on the chosen and the rejected answer and the reference on both: about twice
 # SFT's work per pair (measured on 2 CPU cores: 85 s per artwork pair against 39 s) and, without

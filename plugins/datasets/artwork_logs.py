@@ -23,7 +23,7 @@ from recbench import hookimpl
 from recbench.data.catalog import Catalog, build_catalog
 from recbench.data.store import DatasetSpec, recbench_home, save_to_cache
 from recbench.errors import ConfigError, DatasetError
-from recbench.plugins.artwork_data import artwork_info
+from recbench.plugins.datasets.artwork_data import artwork_info
 from recbench.registry import NAME_PATTERN
 
 REQUIRED = ("user_id", "title_id", "timestamp", "artworks", "engaged")
@@ -213,7 +213,7 @@ def add_artwork_logs(name: str, logs: str | Path) -> Path:
     catalog = load_artwork_logs(logs, name)
     descriptor = descriptors_dir() / f"{name}.toml"
     descriptor.parent.mkdir(parents=True, exist_ok=True)
-    descriptor.write_text(f"# written by recbench.plugins.artwork_logs.add_artwork_logs\nname = {json.dumps(name)}\n"
+    descriptor.write_text(f"# written by recbench.plugins.datasets.artwork_logs.add_artwork_logs\nname = {json.dumps(name)}\n"
                           f"logs = {json.dumps(logs)}\n")
     save_to_cache(name, replace(catalog, provenance={**catalog.provenance, "cache_key": _file_key(logs)}))
     return descriptor

@@ -118,7 +118,7 @@ def make_synthetic(n_users: int, n_items: int, n_interactions: int, seed: int, *
         }
     )
     params = {"n_users": n_users, "n_items": n_items, "n_interactions": n_interactions, "seed": seed}
-    source = {"kind": "synthetic", "generator": f"recbench.plugins.synthetic v{GENERATOR_VERSION}", "params": params}
+    source = {"kind": "synthetic", "generator": f"recbench.plugins.datasets.synthetic v{GENERATOR_VERSION}", "params": params}
     return build_catalog(name, interactions, item_table, user_table, source=source)
 
 

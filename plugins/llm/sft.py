@@ -31,7 +31,7 @@ from recbench.contracts import CANDIDATES, Contract
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Predictions, Targets
 from recbench.llm.prompts import BuiltPrompt
-from recbench.plugins.zero_shot import ZeroShot, ZeroShotConfig
+from recbench.plugins.llm.zero_shot import ZeroShot, ZeroShotConfig
 
 OPTION_TOKENS = ("<option>", "</option>")
 PRESETS: dict[str, dict[str, Any]] = {

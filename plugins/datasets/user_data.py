@@ -164,7 +164,7 @@ def _spec_from_descriptor(path: Path) -> DatasetSpec:
 
 
 def _builtin_names() -> set[str]:
-    from recbench.plugins import movielens, synthetic
+    from recbench.plugins.datasets import movielens, synthetic
 
     names: list[str] = []
     for module in (movielens, synthetic):

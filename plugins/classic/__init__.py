@@ -1,0 +1,1 @@
+"""Built-in classic recommenders: popularity, matrix factorisation, graph and sequential models."""

@@ -1,0 +1,1 @@
+"""Built-in datasets: MovieLens, user-supplied logs, synthetic data, the artwork simulator and logs."""

@@ -1,0 +1,1 @@
+"""Built-in LLM methods: zero-shot prompting and the post-training recipes."""
