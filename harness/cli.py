@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("recbench: interrupted; finished runs are saved, rerun the same command to resume.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`recbench data info X | head -3`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a command cut off this way
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--map", default="", help="column mapping, e.g. user_id=uid,item_id=movie,timestamp=ts,rating=stars")
     add.add_argument("--timestamp-format", help="strftime format of date strings (default: Unix seconds or ISO dates)")
     add.set_defaults(func=cmd_data_add)
+    add_logs = data_sub.add_parser(
+        "add-artwork-logs", help="register your own artwork logs (JSONL or Parquet) as an artwork dataset",
+        description="Validate artwork logs (schema: docs/artwork-logs.md) and register them for "
+                    "`recbench run --task artwork --dataset NAME`.")
+    add_logs.add_argument("name")
+    add_logs.add_argument("--logs", required=True, help="JSONL or Parquet file, one record per logged choice")
+    add_logs.set_defaults(func=cmd_data_add_artwork_logs)
 
     board = sub.add_parser("leaderboard", help="render leaderboards/TASK.md from results files")
     board.add_argument("--task", required=True)
@@ -121,10 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from recbench.runner import RunRequest, Runner
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    try:
-        seeds = [int(s) for s in str(args.seed).split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--seed takes integers separated by commas, got {args.seed!r}.") from None
+    seeds = parse_seeds(args.seed)
     file_values = read_config_file(args.config) if args.config else {}
     overrides = parse_assignments(args.set)
     task_settings = {**file_values.pop("task", {}), **{k[5:]: v for k, v in overrides.items() if k.startswith("task.")}}
@@ -159,6 +167,20 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"[{state}] {outcome.document['command']}  ->  {outcome.path}", file=sys.stderr)
     _print_summary(rows)
     return 0
+
+
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which every method may use, takes 0 .. 2**32 - 1
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seed takes integers separated by commas, got {text!r}.") from None
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad or not seeds:
+        raise ConfigError(f"--seed {text!r}: seeds are integers from 0 to {MAX_SEED:,}, e.g. --seed 0,1,2.")
+    return seeds
 
 
 def _check_sweep_settings(registry, methods: list[str], settings: dict[str, Any]) -> None:
@@ -314,8 +336,17 @@ def cmd_data_add(args: argparse.Namespace) -> int:
     path = add_user_dataset(
         args.name, Path(args.interactions), items=Path(args.items) if args.items else None,
         users=Path(args.users) if args.users else None, mapping=mapping, timestamp_format=args.timestamp_format,
+        report=lambda note: print(f"recbench: warning: {note}", file=sys.stderr),
     )
     print(f"registered dataset {args.name!r} ({path}); use it with --dataset {args.name}")
+    return 0
+
+
+def cmd_data_add_artwork_logs(args: argparse.Namespace) -> int:
+    from recbench.plugins.datasets.artwork_logs import add_artwork_logs
+
+    path = add_artwork_logs(args.name, Path(args.logs))
+    print(f"registered artwork dataset {args.name!r} ({path}); use it with --task artwork --dataset {args.name}")
     return 0
 
 
@@ -329,6 +360,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     registry = load_registry(get_plugin_manager())
     ablations = registry.tasks.get(args.task).ablations if args.task in registry.tasks else ()
+    if args.reference:
+        _check_reference(args.reference, args.task, registry, ResultStore(args.results_dir))
     board = render_leaderboard(args.task, ResultStore(args.results_dir), reference=args.reference,
                                metrics=args.metrics.split(",") if args.metrics else None, out_dir=Path(args.out),
                                ablations=ablations)
@@ -340,6 +373,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(board.markdown)
     print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _check_reference(reference: str, task: str, registry, store) -> None:
+    """``--reference`` names a method (registered, or one with results) or a row label, ``method (options)``."""
+    from recbench.registry import unknown_name_message
+
+    known = set(registry.methods.names()) | {doc["method"]["name"] for _, doc in store.iter_results(task)
+                                             if isinstance(doc.get("method"), dict) and "name" in doc["method"]}
+    if reference.split(" (", 1)[0] not in known:
+        raise ConfigError(f"--reference: {unknown_name_message('method', reference, known)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,6 +97,24 @@ class Contract:
             raise self._fail(method, examples, row, f"duplicate items {items[row].tolist()}")
 
 
+def check_scores(scores: np.ndarray, examples: ExampleSet, method: str, source: str, valid: np.ndarray | None = None) -> None:
+    """Scores a method computed (``source``, e.g. ``score()``) must be finite, or ``-inf`` for an item
+    the method rules out. NaN would sort arbitrarily and silently turn into dropped or padded
+    items, so it is named here, before any ranking. ``valid`` masks the cells that count."""
+    bad = np.isnan(scores) | np.isposinf(scores)
+    if valid is not None:
+        bad &= valid
+    if bad.any():
+        row = int(np.argmax(bad.any(axis=1)))
+        cols = np.flatnonzero(bad[row])
+        raise PredictionError(
+            f"method {method!r} returned an invalid prediction for example {str(examples.keys[row])!r}: {source} gave "
+            f"NaN or +inf in {len(cols)} of {scores.shape[1]} columns (first: column {int(cols[0])}, value "
+            f"{scores[row, cols[0]]}). Scores must be finite numbers, or -inf for an item the method rules out; "
+            f"fix the method's {source}."
+        )
+
+
 def _seen_mask(items: np.ndarray, examples: ExampleSet) -> np.ndarray:
     """``(n, k)`` bool: whether each predicted item is in that example's history."""
     hist = examples.histories

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recbench.contracts import CANDIDATES, CONTRACT_KINDS, FULL_CATALOG, GENERATION, Contract
+from recbench.contracts import CANDIDATES, CONTRACT_KINDS, FULL_CATALOG, GENERATION, Contract, check_scores
 from recbench.errors import RegistrationError
 from recbench.examples import CatalogView, ExampleSet, FitData, Predictions
 
@@ -85,6 +85,7 @@ class ScoringMethod(Method):
     def predict(self, examples: ExampleSet, contract: Contract) -> Predictions:
         if contract.kind == CANDIDATES:
             scores = np.asarray(self.score_candidates(examples), dtype=np.float64)
+            check_scores(scores, examples, self.name, "score_candidates()", valid=examples.candidates >= 0)
             scores = np.where(examples.candidates >= 0, scores, -np.inf)  # padding sorts last
             order = np.argsort(-scores, axis=1, kind="stable")
             ranked = np.take_along_axis(scores, order, axis=1)
@@ -93,6 +94,7 @@ class ScoringMethod(Method):
                 scores=np.where(np.isfinite(ranked), ranked, 0.0),
             )
         scores = np.array(self.score(examples), dtype=np.float64, copy=True)
+        check_scores(scores, examples, self.name, "score()")
         if getattr(contract, "exclude_seen", False) or contract.kind == GENERATION:
             rows = examples.histories.row_ids()
             scores[rows, examples.histories.items] = -np.inf

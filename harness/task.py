@@ -121,6 +121,17 @@ class CommonParams:
             raise ValueError(f"max_test_examples must be at least 1 (or None for all), got {self.max_test_examples}")
 
 
+def check_minimums(params: Any, **minimums: int) -> None:
+    """For a ``Params.__post_init__``: each named parameter (unless None) is at least its minimum.
+
+    Raises ValueError, which the task's config loader reports with the task's name."""
+    for name, low in minimums.items():
+        value = getattr(params, name)
+        if value is not None and value < low:
+            default = next(f.default for f in fields(params) if f.name == name)
+            raise ValueError(f"{name} must be at least {low}, got {value}; e.g. --set task.{name}={default}")
+
+
 SUBSAMPLE_SEED = 0  # one fixed draw, so every method of a smoke table sees the same examples
 
 
@@ -166,9 +177,28 @@ class Task:
             values["max_test_examples"] = self.common.max_test_examples
         return values
 
+    def check_catalog(self, catalog: Catalog) -> None:
+        """Check the parameters against the data before anything is built or fitted. The base class
+        checks that a list length ``k`` fits the catalog; kinds may add checks."""
+        k = getattr(self.params, "k", None)
+        if self.candidate_table == "items" and isinstance(k, int) and k > catalog.n_items:
+            raise ConfigError(
+                f"task {self.spec.name!r}: k={k} asks for more items per example than dataset {catalog.name!r} has "
+                f"({catalog.n_items:,}); set --set task.k=N with N at most {catalog.n_items:,}."
+            )
+
     def subsample(self, data: TaskData) -> TaskData:
-        """Keep ``max_test_examples`` test examples (a seeded draw, in their original order)."""
+        """Keep ``max_test_examples`` test examples (a seeded draw, in their original order).
+
+        Every build passes here, so a build without test examples stops here, before any fit."""
         n, keep = len(data.test_inputs), self.common.max_test_examples
+        if n == 0:
+            catalog = data.fit.catalog
+            raise ConfigError(
+                f"task {self.spec.name!r} built no test examples from dataset {catalog.name!r} ({len(catalog.users):,} users, "
+                f"{len(data.fit.train):,} training interactions) with parameters {config_to_dict(self.params)}; use a larger "
+                "dataset or loosen the parameters (--set task.KEY=VALUE; `recbench list tasks`)."
+            )
         if keep is None or keep >= n:
             return data
         rows = np.sort(np.random.default_rng(SUBSAMPLE_SEED).choice(n, size=keep, replace=False))
@@ -217,6 +247,7 @@ class Task:
 
     def protocol(self, catalog: Catalog) -> dict[str, Any]:
         """Everything that makes two results comparable, and its fingerprint."""
+        self.check_catalog(catalog)  # the runner's first use of the data: parameters that cannot fit stop here
         protocol = {
             "task": self.spec.name,
             "task_version": self.spec.version,

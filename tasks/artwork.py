@@ -32,7 +32,7 @@ from recbench.errors import ConfigError, TargetLeakError
 from recbench.examples import CatalogView, ExampleSet, FitData, Targets
 from recbench.hashing import stable_hash
 from recbench.splits import UserSequences
-from recbench.task import Task, TaskData
+from recbench.task import Task, TaskData, check_minimums
 
 METHOD_COLUMNS = ("artwork_id", "item", "option", "caption", "image")  # the artwork columns a method may read
 PRESETS = {"smoke": (4_000, 500, 2_000), "paper": (None, 1_000, 5_000)}  # train (None: the rest), valid, test
@@ -42,12 +42,15 @@ PRESETS = {"smoke": (4_000, 500, 2_000), "paper": (None, 1_000, 5_000)}  # train
 class ArtworkParams:
     preset: Literal["smoke", "paper"] = option(
         "smoke", "split sizes: smoke = 4,000/500/2,000 train/valid/test pairs; paper = every other pair/1,000/5,000")
-    n_train: int | None = option(None, "training pairs, overriding the preset")
-    n_valid: int | None = option(None, "validation pairs, overriding the preset")
-    n_test: int | None = option(None, "test pairs, overriding the preset")
+    n_train: int | None = option(None, "training user-title pairs, overriding the preset (a pair logged twice gives two examples)")
+    n_valid: int | None = option(None, "validation user-title pairs, overriding the preset")
+    n_test: int | None = option(None, "test user-title pairs, overriding the preset (every logged choice of a pair is an example)")
     split_seed: int = option(0, "seed of the shuffle that assigns user-title pairs to splits")
     max_history: int = option(50, "most recent interactions (strictly before the engagement) shown per example")
     max_options: int = option(40, "candidate slots per example; a title with more artworks is an error")
+
+    def __post_init__(self) -> None:
+        check_minimums(self, n_train=1, n_valid=1, n_test=1, split_seed=0, max_history=0, max_options=2)
 
 
 class ArtworkTask(Task):
@@ -88,11 +91,15 @@ class ArtworkTask(Task):
         pair = log.groupby(["user", "item"], sort=True).ngroup().to_numpy()
         n_pairs = int(pair.max()) + 1 if len(pair) else 0
         n_train, n_valid, n_test = self.sizes()
-        n_train = n_pairs - n_valid - n_test if n_train is None else n_train
-        if min(n_train, n_valid, n_test) < 1 or n_train + n_valid + n_test > n_pairs:
+        rest = n_train is None
+        n_train = n_pairs - n_valid - n_test if rest else n_train
+        if n_train < 1 or n_train + n_valid + n_test > n_pairs:
+            asked = f"{n_valid:,} valid + {n_test:,} test pairs + at least 1 train pair" if rest else \
+                f"{n_train:,} train + {n_valid:,} valid + {n_test:,} test pairs"
             raise ConfigError(
-                f"task {self.spec.name!r}: {n_train:,} train + {n_valid:,} valid + {n_test:,} test pairs do not fit the "
-                f"{n_pairs:,} user-title pairs of dataset {catalog.name!r}; lower task.n_train/n_valid/n_test."
+                f"task {self.spec.name!r} (preset {self.params.preset!r}): {asked} do not fit the {n_pairs:,} user-title "
+                f"pairs of dataset {catalog.name!r}; set sizes that sum to at most {n_pairs:,}, e.g. --set task.n_train="
+                f"{max(1, n_pairs * 6 // 10)} --set task.n_valid={max(1, n_pairs // 10)} --set task.n_test={max(1, n_pairs * 3 // 10)}."
             )
         split_of_pair = np.full(n_pairs, -1)
         order = np.random.default_rng(self.params.split_seed).permutation(n_pairs)
@@ -112,7 +119,9 @@ class ArtworkTask(Task):
             outcome["reward"] = test_log["reward"].to_numpy(np.float64)
         if "p_best" in test_log:
             outcome["bayes_p_best"] = test_log["p_best"].to_numpy(np.float64)  # runner-side only: for ceiling()
-        stats = {"available_pairs": n_pairs, "train_pairs": len(train), "valid_pairs": len(valid), "test_pairs": len(test),
+        # a pair logged several times gives one example per logged choice, so examples can outnumber pairs
+        stats = {"available_pairs": n_pairs, "train_pairs": n_train, "valid_pairs": n_valid, "test_pairs": n_test,
+                 "train_examples": len(train), "valid_examples": len(valid), "test_examples": len(test),
                  "test_random_accuracy": round(float(np.mean(1.0 / test.attributes["n_options"])), 4)}
         return TaskData(fit=fit, test_inputs=test, test_targets=test_t, outcome=outcome, stats=stats)
 

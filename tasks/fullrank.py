@@ -17,13 +17,16 @@ from recbench.contracts import FULL_CATALOG, FullCatalogContract
 from recbench.data.catalog import Catalog
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.splits import leave_one_out
-from recbench.task import Task, TaskData
+from recbench.task import Task, TaskData, check_minimums
 
 
 @dataclass(frozen=True)
 class FullRankParams:
     k: int = option(20, "items each method returns per user; the largest metric cutoff")
     min_interactions: int = option(3, "users with fewer interactions are kept for training only")
+
+    def __post_init__(self) -> None:
+        check_minimums(self, k=1, min_interactions=3)  # 3: one training, one validation and one test interaction
 
 
 def leave_one_out_examples(catalog: Catalog, min_interactions: int, max_history: int | None = None):

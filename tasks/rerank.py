@@ -19,7 +19,7 @@ from recbench.contracts import CANDIDATES, CandidatesContract
 from recbench.data.catalog import Catalog
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
-from recbench.task import Task, TaskData
+from recbench.task import Task, TaskData, check_minimums
 from recbench.tasks.fullrank import leave_one_out_examples
 
 
@@ -29,6 +29,9 @@ class RerankParams:
     n_candidates: int = option(10, "candidates per example: the target plus n-1 negatives")
     sampling_seed: int = option(0, "seed of negative sampling and candidate order")
     min_interactions: int = option(3, "users with fewer interactions are kept for training only")
+
+    def __post_init__(self) -> None:
+        check_minimums(self, max_history=1, n_candidates=2, sampling_seed=0, min_interactions=3)
 
 
 def sample_candidates(

@@ -23,7 +23,7 @@ from recbench.contracts import GENERATION, GenerationContract
 from recbench.data.catalog import Catalog
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.splits import UserSequences, user_random_split
-from recbench.task import Task, TaskData
+from recbench.task import Task, TaskData, check_minimums
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,14 @@ class TopKParams:
     horizon: int = option(10, "interactions after the cutoff that count as ground truth")
     liked_threshold: float = option(3.0, "ratings at or above this are 'liked', below 'disliked' (paper: <=2 disliked)")
     match_threshold: float = option(80.0, "rapidfuzz WRatio score (0-100) a generated title needs to match an item")
+
+    def __post_init__(self) -> None:
+        check_minimums(self, k=1, split_seed=0, history_window=1, min_history=1, horizon=1)
+        fractions = self.user_fractions
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+            raise ValueError(f"user_fractions must be 3 non-negative train/validation/test fractions summing to 1, got {fractions}")
+        if not 0 <= self.match_threshold <= 100:
+            raise ValueError(f"match_threshold is a rapidfuzz score from 0 to 100, got {self.match_threshold}")
 
 
 class TopKTask(Task):

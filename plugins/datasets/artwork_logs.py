@@ -1,9 +1,10 @@
 """Real artwork logs (JSONL or Parquet, schema in ``docs/artwork-logs.md``) as artwork datasets.
 
 :func:`load_artwork_logs` validates every record and names the file, line (or Parquet row),
-problem and fix of the first bad one. :func:`add_artwork_logs` caches the catalog and writes a
-descriptor ``recbench_home()/artwork-logs.d/NAME.toml``; the hook below registers one dataset per
-descriptor, for ``recbench run --task artwork --dataset NAME``.
+problem and fix of the first bad one. :func:`add_artwork_logs` (``recbench data add-artwork-logs``)
+caches the catalog and writes a descriptor ``recbench_home()/artwork-logs.d/NAME.toml``; the hook
+below registers one dataset per descriptor, for ``recbench run --task artwork --dataset NAME``. A
+descriptor that cannot be read or takes a name already in use is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import pandas as pd
 from recbench import hookimpl
 from recbench.data.catalog import Catalog, build_catalog
 from recbench.data.store import DatasetSpec, recbench_home, save_to_cache
-from recbench.errors import ConfigError, DatasetError
+from recbench.errors import DatasetError
 from recbench.plugins.datasets.artwork_data import artwork_info
-from recbench.registry import NAME_PATTERN
+from recbench.plugins.datasets.user_data import builtin_dataset_names, check_new_dataset_name, user_dataset_names, warn_skipped
 
 REQUIRED = ("user_id", "title_id", "timestamp", "artworks", "engaged")
 DOC = "see docs/artwork-logs.md"
@@ -206,31 +207,41 @@ def _spec(name: str, logs: str) -> DatasetSpec:
 
 
 def add_artwork_logs(name: str, logs: str | Path) -> Path:
-    """Validate ``logs``, cache its catalog and register it as dataset ``name``; returns the descriptor."""
-    if not NAME_PATTERN.match(name):
-        raise ConfigError(f"dataset name {name!r}: use lower-case letters, digits, '_', '-' and '.'.")
+    """Validate ``logs``, cache its catalog and register it as dataset ``name``; returns the descriptor.
+
+    Adding a name again replaces the earlier descriptor and cached catalog."""
+    check_new_dataset_name(name, owner=__name__)
     logs = str(Path(logs).expanduser().resolve())
     catalog = load_artwork_logs(logs, name)
     descriptor = descriptors_dir() / f"{name}.toml"
     descriptor.parent.mkdir(parents=True, exist_ok=True)
-    descriptor.write_text(f"# written by recbench.plugins.datasets.artwork_logs.add_artwork_logs\nname = {json.dumps(name)}\n"
+    descriptor.write_text(f"# written by `recbench data add-artwork-logs`\nname = {json.dumps(name)}\n"
                           f"logs = {json.dumps(logs)}\n")
     save_to_cache(name, replace(catalog, provenance={**catalog.provenance, "cache_key": _file_key(logs)}))
     return descriptor
 
 
-def artwork_log_specs() -> list[DatasetSpec]:
+def _descriptor_specs() -> list[tuple[Path, DatasetSpec]]:
+    """``(descriptor, spec)`` per readable descriptor; a broken one is skipped with a warning naming it."""
     specs = []
     for path in sorted(descriptors_dir().glob("*.toml")) if descriptors_dir().is_dir() else []:
         try:
             raw = tomllib.loads(path.read_text())
-            specs.append(_spec(raw["name"], raw["logs"]))
+            specs.append((path, _spec(raw["name"], raw["logs"])))
         except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
-            raise ConfigError(f"{path}: broken artwork-logs descriptor ({exc}); re-run add_artwork_logs or delete it.") from exc
+            warn_skipped(path, f"broken artwork-logs descriptor ({type(exc).__name__}: {exc})")
     return specs
+
+
+def artwork_log_specs() -> list[DatasetSpec]:
+    return [spec for _, spec in _descriptor_specs()]
 
 
 @hookimpl
 def recbench_register_datasets(register: Any) -> None:
-    for spec in artwork_log_specs():
+    taken = builtin_dataset_names() | user_dataset_names()
+    for path, spec in _descriptor_specs():
+        if spec.name in taken:
+            warn_skipped(path, f"it registers {spec.name!r}, a name a built-in dataset or `recbench data add` already uses")
+            continue
         register(spec)
