@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,3 +206,30 @@ def test_nan_scores_are_named_on_every_contract(kind, source):
     with pytest.raises(PredictionError, match=rf"'half_nan' .*: {re.escape(source)} gave NaN or \+inf in \d+ of \d+ columns") as info:
         run_method(HalfNaN, None, 0, task, data)
     assert "Scores must be finite numbers, or -inf for an item the method rules out" in str(info.value)
+
+
+# --- docs that must agree with the code -----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_recbench_command_in_the_readme_parses():
+    import shlex
+
+    from recbench.cli import build_parser
+
+    lines = [line.split("#")[0] for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith(".venv/bin/recbench ")]
+    assert any("data add-artwork-logs" in line for line in lines) and len(lines) >= 10
+    parser = build_parser()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])  # argparse exits on an unknown command or option
+        assert callable(args.func), line
+
+
+def test_contributing_states_the_code_s_defaults_and_which_pip():
+    from recbench import runner
+
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    assert f"`predict_batch_size` examples (default {runner.DEFAULT_BATCH_SIZE})" in text
+    assert "\npip install" not in text and "(`pip install -e .`)" not in text  # always the venv's own pip
