@@ -233,3 +233,17 @@ def test_contributing_states_the_code_s_defaults_and_which_pip():
     text = (ROOT / "CONTRIBUTING.md").read_text()
     assert f"`predict_batch_size` examples (default {runner.DEFAULT_BATCH_SIZE})" in text
     assert "\npip install" not in text and "(`pip install -e .`)" not in text  # always the venv's own pip
+
+
+def test_make_demo_writes_its_results_and_leaderboards_outside_the_checkout(tmp_path):
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    plan = subprocess.run(["make", "-n", "demo", f"DEMO_DIR={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout
+    runs = [line for line in plan.splitlines() if "recbench run" in line]
+    boards = [line for line in plan.splitlines() if "recbench leaderboard" in line]
+    assert len(runs) == 2 and len(boards) == 1 and " -q" not in plan  # progress stays visible
+    assert all(f'--results-dir "{tmp_path}/results"' in line for line in runs + boards)
+    assert f'--out "{tmp_path}/leaderboards"' in boards[0] and f"{tmp_path}/leaderboards" in plan.splitlines()[-1]
