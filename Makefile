@@ -19,7 +19,8 @@ $(BIN)/recbench: pyproject.toml
 # clone stays clean and the tracked leaderboards/ are untouched; a rerun is answered from there.
 # zero_shot answers with the option's number in at most 8 new tokens (output=number): on a CPU the
 # time goes into generating tokens (the text answer takes 24-32), so this step takes minutes on 2
-# busy cores, not 20 (measured: 8 examples in 92 s at load 10, against 233-358 s with text answers).
+# busy cores, not 20. Measured on 2 cores at load 9: the whole demo 4.0 min from a fresh clone, the
+# 8 zero-shot examples 198 s (text answers: 233-358 s; the 20 examples of before: 1,190 s).
 DEMO_DIR ?= $(or $(RECBENCH_HOME),$(HOME)/.cache/recbench)/demo
 DEMO_RUN = $(BIN)/recbench run --results-dir "$(DEMO_DIR)/results"
 demo: $(BIN)/recbench
