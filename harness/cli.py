@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, in the handler below, not at interpreter exit
+        return code
     except RecbenchError as exc:
         print(f"recbench: error: {exc}", file=sys.stderr)
         return 2

@@ -185,6 +185,10 @@ def test_data_info_into_a_closed_pipe_ends_quietly():
     proc = subprocess.run(f"{sys.executable} -c \"{script}\" | head -1", shell=True, capture_output=True, text=True,
                           timeout=60)
     assert proc.stdout.strip().startswith("name:") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    # a reader that never reads: every write fails
+    proc = subprocess.run(f"{sys.executable} -c \"{script}\" | true; exit ${{PIPESTATUS[0]}}", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 141 and proc.stderr == ""
 
 
 # --- scores ---------------------------------------------------------------------------------------
