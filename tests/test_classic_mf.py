@@ -11,6 +11,7 @@ import pytest
 from recbench.config import build_config
 from recbench.errors import ConfigError
 from recbench.examples import CatalogView, ExampleSet, FitData, Histories, Targets
+from recbench.fitting import validation_ndcg
 from recbench.metrics import Outcome
 from recbench.plugins.classic.als import ALS
 from recbench.plugins.classic.bpr import BPR
@@ -24,7 +25,7 @@ FAST = {
     EASE: EASE.Config(l2=(10.0, 100.0)),
     NMF: NMF.Config(n_components=(4, 8), alpha_W=(0.0,), max_iter=50),
     ALS: ALS.Config(factors=(8,), alpha=(1.0, 10.0), iterations=(5,)),
-    BPR: BPR.Config(factors=(8,), regularization=(0.01,), learning_rate=(0.01, 0.05), iterations=(20,)),
+    BPR: BPR.Config(factors=(8,), learning_rate=(0.01, 0.05), max_epochs=20, patience=5),
 }
 
 
@@ -82,6 +83,8 @@ def test_factors_reproduce_under_a_seed_and_follow_it(method_cls):
     def factors(seed):
         method = method_cls(config, seed=seed)
         method.fit(data.fit)
+        if method_cls is BPR:
+            return method._factors.items
         model = method._model
         return model.components_ if method_cls is NMF else model.item_factors
 
@@ -145,11 +148,35 @@ def test_fold_in_methods_score_the_history_they_are_given(method_cls):
 
 def test_bpr_scores_users_by_fitted_factors_and_cold_users_by_item_bias():
     histories = [[0, 1], [1, 2], [0, 2], []]
-    method = BPR(BPR.Config(factors=(4,), regularization=(0.01,), iterations=(10,)), seed=0)
+    method = BPR(BPR.Config(factors=(4,), learning_rate=(0.01,), max_epochs=10), seed=0)
     method.fit(_fit_data(histories, 3))
     scores = method.score(_examples([0, 0, 3], [[0, 1], [2], [0]]))
     np.testing.assert_array_equal(scores[0], scores[1])  # user codes, not histories, pick the factors
-    np.testing.assert_allclose(scores[2], method._model.item_factors[:, -1])  # bias column only
+    assert np.ptp(scores[2]) > 0  # the item bias was trained
+    np.testing.assert_allclose(scores[2], method._factors.item_bias)  # a zero user vector: bias only
+
+
+def test_bpr_keeps_the_best_validation_epoch_and_refits_for_that_many(monkeypatch):
+    import recbench.plugins.classic.bpr as bpr_module
+
+    _, data = tiny_task("fullrank")
+    epochs_drawn = []
+    sample = bpr_module._sample_triples
+    monkeypatch.setattr(bpr_module, "_sample_triples", lambda *a: (epochs_drawn.append(1), sample(*a))[1])
+    config = BPR.Config(factors=(8,), learning_rate=(0.1,), max_epochs=40, patience=3, refit_with_validation=False)
+    method = BPR(config, seed=0)
+    method.fit(data.fit)
+    run = method._runs[0]
+    best = int(np.argmax(run.curve)) + 1  # the first epoch reaching the best score
+    assert run.epochs_run == best + 3 < 40, run.curve  # stopped by patience, not by max_epochs
+    assert method.chosen["epochs"] == run.best_epoch == best
+    # the kept factors are the best epoch's, not the last epoch's
+    assert validation_ndcg(method.score, data.fit.valid, data.fit.valid_targets) == max(run.curve) > run.curve[-1]
+    assert len(epochs_drawn) == run.epochs_run
+
+    epochs_drawn.clear()
+    BPR(dataclasses.replace(config, refit_with_validation=True), seed=0).fit(data.fit)
+    assert len(epochs_drawn) == run.epochs_run + best  # the refit runs exactly the chosen epochs
 
 
 @pytest.mark.parametrize(
