@@ -25,7 +25,7 @@ FAST = {
     EASE: EASE.Config(l2=(10.0, 100.0)),
     NMF: NMF.Config(n_components=(4, 8), alpha_W=(0.0,), max_iter=50),
     ALS: ALS.Config(factors=(8,), alpha=(1.0, 10.0), iterations=(5,)),
-    BPR: BPR.Config(factors=(8,), learning_rate=(0.01, 0.05), max_epochs=20, patience=5),
+    BPR: BPR.Config(factors=(8,), learning_rate=(0.01, 0.05), max_epochs=20, patience=5, min_epochs=5),
 }
 
 
@@ -163,7 +163,9 @@ def test_bpr_keeps_the_best_validation_epoch_and_refits_for_that_many(monkeypatc
     epochs_drawn = []
     sample = bpr_module._sample_triples
     monkeypatch.setattr(bpr_module, "_sample_triples", lambda *a: (epochs_drawn.append(1), sample(*a))[1])
-    config = BPR.Config(factors=(8,), learning_rate=(0.1,), max_epochs=40, patience=3, refit_with_validation=False)
+    config = BPR.Config(
+        factors=(8,), learning_rate=(0.1,), max_epochs=40, patience=3, min_epochs=0, refit_with_validation=False
+    )
     method = BPR(config, seed=0)
     method.fit(data.fit)
     run = method._runs[0]
@@ -177,6 +179,10 @@ def test_bpr_keeps_the_best_validation_epoch_and_refits_for_that_many(monkeypatc
     epochs_drawn.clear()
     BPR(dataclasses.replace(config, refit_with_validation=True), seed=0).fit(data.fit)
     assert len(epochs_drawn) == run.epochs_run + best  # the refit runs exactly the chosen epochs
+
+    later = BPR(dataclasses.replace(config, min_epochs=best + 10), seed=0)
+    later.fit(data.fit)
+    assert later._runs[0].epochs_run == max(best + 10, later._runs[0].best_epoch + 3)  # no stop before min_epochs
 
 
 @pytest.mark.parametrize(
