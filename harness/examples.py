@@ -197,7 +197,8 @@ class FitData:
     ``train`` holds interactions (columns ``user, item, timestamp, rating``, integer codes). The
     validation examples come with their targets, for early stopping and tuning. Tasks whose
     training signal is not plain interactions (the artwork task's user-title-artwork choices)
-    also give labelled ``train_examples``.
+    also give labelled ``train_examples``. ``llm`` is the task kind's LLM interface
+    (:mod:`recbench.llm.interface`): how to prompt for an example and read a reply.
     """
 
     catalog: CatalogView
@@ -206,6 +207,7 @@ class FitData:
     valid_targets: Targets
     train_examples: ExampleSet | None = None
     train_targets: Targets | None = None
+    llm: Any = None  # the task's LLM interface (recbench.llm.interface.TaskInterface), for LLM methods
 
 
 @dataclass

@@ -72,6 +72,17 @@ def recbench_register_metrics(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def recbench_register_rewards(register: Callable[..., None]) -> None:
+    """Register rewards for the on-policy recipes (``grpo``, ``rloo``) and preference builders.
+
+    :param register: call ``register(name, factory)``; ``factory(**args)`` returns a function
+        ``reward(replies, rows) -> list[float]`` (see :mod:`recbench.llm.rewards`). Arguments must
+        be JSON-ready, so the reward can be rebuilt inside a training subprocess.
+    :return: nothing; called once for every plugin implementing it (all results ignored).
+    """
+
+
+@hookspec
 def recbench_run_started(run: RunContext) -> None:
     """Called once before a method is fitted.
 

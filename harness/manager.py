@@ -21,6 +21,7 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.datasets.synthetic",
     "recbench.plugins.datasets.artwork_data",
     "recbench.plugins.datasets.artwork_logs",
+    "recbench.plugins.datasets.genre_match",
     "recbench.tasks",
     "recbench.plugins.classic.random_baseline",
     "recbench.plugins.classic.most_popular",
@@ -36,6 +37,7 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.llm.zero_shot",
     "recbench.plugins.llm.sft",
     "recbench.plugins.llm.dpo",
+    "recbench.plugins.llm.grpo",
 )
 
 ENTRY_POINT_GROUP = "recbench"

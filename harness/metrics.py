@@ -314,6 +314,14 @@ def evaluate(
     return EvaluationResult(summary, per_example)
 
 
+def score_ranking(name: str, ranked: np.ndarray, targets: Targets, extras: Mapping[str, np.ndarray] | None = None) -> float:
+    """One built-in metric of ranked lists ``(n, K)`` against ``targets``, without intervals: for
+    choosing settings on validation (the same definition the runner scores the test with)."""
+    outcome = Outcome.from_ranking(np.asarray(ranked), targets, extras)
+    result = evaluate(outcome, [name], {m.name: m for m in BUILTIN_METRICS}, n_bootstrap=0)
+    return float(result.summary[name]["value"])
+
+
 def _unknown_metric_message(family: str, metrics: Mapping[str, Metric]) -> str:
     from recbench.registry import unknown_name_message  # the registry imports this module's Metric lazily
 

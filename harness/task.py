@@ -143,6 +143,9 @@ class Task:
     contract_kind: ClassVar[str]
     candidate_table: ClassVar[str] = "items"  # what predicted codes refer to (a catalog side table otherwise)
     Params: ClassVar[type]  # frozen dataclass of the kind's parameters, with defaults
+    # how LLM methods prompt for an example and read a reply: a recbench.llm.interface.TaskInterface
+    # subclass, built by llm_for() and handed to methods as FitData.llm (None: no LLM method runs)
+    llm_interface: ClassVar[type | None] = None
 
     def __init__(self, spec: TaskSpec, overrides: dict[str, Any] | None = None) -> None:
         self.spec = spec
@@ -169,6 +172,10 @@ class Task:
 
     def build(self, catalog: Catalog) -> TaskData:
         raise NotImplementedError
+
+    def llm_for(self, view: Any) -> Any:
+        """This task's LLM interface for a catalog view (``FitData.llm``), or None."""
+        return None if self.llm_interface is None else self.llm_interface(view, self.params)
 
     def param_values(self) -> dict[str, Any]:
         """The kind's parameters plus the common ones that are set, as recorded in results."""

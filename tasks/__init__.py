@@ -13,10 +13,11 @@ SPEC_DIR = Path(__file__).parent
 def recbench_register_task_kinds(register):
     from recbench.tasks.artwork import ArtworkTask
     from recbench.tasks.fullrank import FullRankTask
+    from recbench.tasks.learnability import LearnabilityTask
     from recbench.tasks.rerank import RerankTask
     from recbench.tasks.topk import TopKTask
 
-    for kind in (FullRankTask, RerankTask, TopKTask, ArtworkTask):
+    for kind in (FullRankTask, RerankTask, TopKTask, ArtworkTask, LearnabilityTask):
         register(kind)
 
 

@@ -31,6 +31,7 @@ from recbench.data.catalog import Catalog
 from recbench.errors import ConfigError, TargetLeakError
 from recbench.examples import CatalogView, ExampleSet, FitData, Targets
 from recbench.hashing import stable_hash
+from recbench.llm.interface import ArtworkChoice
 from recbench.splits import UserSequences
 from recbench.task import Task, TaskData, check_minimums
 
@@ -59,6 +60,7 @@ class ArtworkTask(Task):
     contract_kind = CANDIDATES
     candidate_table = "artworks"
     Params = ArtworkParams
+    llm_interface = ArtworkChoice
 
     def contract(self) -> CandidatesContract:
         return CandidatesContract(k=self.params.max_options, candidate_table=self.candidate_table, id_column="artwork_id")
@@ -112,7 +114,8 @@ class ArtworkTask(Task):
         )
         view = CatalogView(catalog.name, catalog.items, catalog.users,
                            {"artworks": artworks[[c for c in METHOD_COLUMNS if c in artworks]]})
-        fit = FitData(view, catalog.interactions, valid, valid_t, train_examples=train, train_targets=train_t)
+        fit = FitData(view, catalog.interactions, valid, valid_t, train_examples=train, train_targets=train_t,
+                      llm=self.llm_for(view))
         test_log = log[split_of_pair[pair] == 0]
         outcome = {"propensity": test_log["propensity"].to_numpy(np.float64)}
         if "reward" in test_log:

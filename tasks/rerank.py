@@ -19,6 +19,7 @@ from recbench.contracts import CANDIDATES, CandidatesContract
 from recbench.data.catalog import Catalog
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
+from recbench.llm.interface import ItemChoice
 from recbench.task import Task, TaskData, check_minimums
 from recbench.tasks.fullrank import leave_one_out_examples
 
@@ -65,6 +66,7 @@ class RerankTask(Task):
     description = "Discovery rerank of 10 candidates (target + never-seen negatives), Recall@1"
     contract_kind = CANDIDATES
     Params = RerankParams
+    llm_interface = ItemChoice
 
     def contract(self) -> CandidatesContract:
         return CandidatesContract(k=self.params.n_candidates)
@@ -92,9 +94,31 @@ class RerankTask(Task):
         test = replace(test, candidates=sample_candidates(test.users, test_t.items, interacted, catalog.n_items, p.n_candidates, rng))
         full_history_test = leave_one_out_examples(catalog, p.min_interactions)[3]
         discovery = discovery_mask(full_history_test, test_t)
-        fit = FitData(catalog.view(), split.train, valid, valid_t)
+        train, train_t = training_examples(catalog, split, p, interacted)
+        view = catalog.view()
+        fit = FitData(view, split.train, valid, valid_t, train_examples=train, train_targets=train_t, llm=self.llm_for(view))
         stats = {"test_users": len(test), "discovery_examples": int(discovery.sum())}
         return TaskData(fit=fit, test_inputs=test, test_targets=test_t, subsets={"discovery": discovery}, stats=stats)
+
+
+def training_examples(catalog: Catalog, split, p: RerankParams, interacted: np.ndarray) -> tuple[ExampleSet, Targets]:
+    """Labelled examples for LLM training, from training interactions only: each user's last
+    training interaction is the target, the ones before it the history, negatives drawn as for the
+    test (from their own seeded generator, so the validation and test candidates stay as they were)."""
+    seqs = split.sequences
+    frame = catalog.interactions
+    user_start = seqs.starts[np.searchsorted(seqs.users, split.users)]
+    target_rows = split.valid_rows - 1
+    keep = target_rows > user_start  # at least one interaction of history
+    users, target_rows, user_start = split.users[keep], target_rows[keep], user_start[keep]
+    starts = target_rows - np.minimum(target_rows - user_start, p.max_history)
+    keys = np.array([f"train:{u}" for u in catalog.users["user_id"].to_numpy(dtype=str)[users]])
+    targets = frame["item"].to_numpy(np.int32)[target_rows]
+    examples = ExampleSet(keys=keys, users=users, histories=seqs.histories(starts, target_rows - starts),
+                          as_of=frame["timestamp"].to_numpy(np.int64)[target_rows])
+    rng = np.random.default_rng([p.sampling_seed, 1])
+    candidates = sample_candidates(users, targets, interacted, catalog.n_items, p.n_candidates, rng)
+    return replace(examples, candidates=candidates), Targets.single(targets)
 
 
 def discovery_mask(examples: ExampleSet, targets: Targets) -> np.ndarray:

@@ -22,6 +22,7 @@ from recbench.config import option
 from recbench.contracts import GENERATION, GenerationContract
 from recbench.data.catalog import Catalog
 from recbench.examples import ExampleSet, FitData, Targets
+from recbench.llm.interface import TitleList
 from recbench.splits import UserSequences, user_random_split
 from recbench.task import Task, TaskData, check_minimums
 
@@ -51,6 +52,7 @@ class TopKTask(Task):
     description = "Top-k title generation from a user profile, grounded to the catalog by fuzzy matching"
     contract_kind = GENERATION
     Params = TopKParams
+    llm_interface = TitleList
 
     def contract(self) -> GenerationContract:
         return GenerationContract(k=self.params.k, match_threshold=self.params.match_threshold)
@@ -72,7 +74,7 @@ class TopKTask(Task):
         rng = np.random.default_rng(p.split_seed + 1)
         user_index = {int(u): i for i, u in enumerate(seqs.users)}
 
-        def examples(group: np.ndarray, prefix: str):
+        def examples(group: np.ndarray, prefix: str, rng: np.random.Generator = rng):
             idx = np.array([user_index[int(u)] for u in group if eligible[user_index[int(u)]]], dtype=np.int64)
             lengths = seqs.lengths[idx]
             cut = rng.integers(p.min_history, lengths)  # position of the first target, in [min_history, len)
@@ -95,7 +97,10 @@ class TopKTask(Task):
             lengths = end_rows - cut_rows
             hidden[np.repeat(cut_rows, lengths) + concatenated_ranges(lengths)] = True
         train = catalog.interactions[~hidden].reset_index(drop=True)
-        fit = FitData(catalog.view(), train, valid, valid_t)
+        # labelled examples for LLM training: training users cut the same way, by a generator of their own
+        train_ex, train_t, _, _ = examples(train_users, "train:", np.random.default_rng([p.split_seed, 2]))
+        view = catalog.view()
+        fit = FitData(view, train, valid, valid_t, train_examples=train_ex, train_targets=train_t, llm=self.llm_for(view))
         stats = {
             "train_users": len(train_users), "valid_examples": len(valid), "test_examples": len(test),
             "ineligible_users": int((~eligible).sum()), "train_interactions": len(train),

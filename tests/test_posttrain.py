@@ -1,4 +1,4 @@
-"""Artwork post-training recipes on tiny data: each trains, changes predictions, caches its checkpoint.
+"""Post-training recipes on the tiny artwork task: each trains, changes predictions, caches its checkpoint.
 
 The model is ``tiny-random-llama`` (2 layers, byte tokenizer) and every run trains 2 steps on 4
 pairs with 4 options each, so the suite checks the mechanics, not the quality.
@@ -122,10 +122,9 @@ def _job(tmp_path, artwork, lr=1e-2):
 
     method = SFT(SFT.Config(**TINY))  # the rows come from the recipe itself
     _, data = artwork
-    method.catalog = data.fit.catalog
-    method._prepare_text(data.fit)
+    method.task = data.fit.llm
     base = resolve_model("tiny-random-llama").path
-    method._tokenizer_counter(base)
+    method._tokenizer(base)
     rows = method.training_rows(data.fit.train_examples.take(np.arange(4)), data.fit.train_targets.take(np.arange(4)))
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -158,7 +157,7 @@ def test_training_runs_under_accelerate_with_two_cpu_processes(tmp_path, artwork
 
 def test_methods_refuse_a_task_without_labelled_choices(artwork):
     _, data = artwork
-    with pytest.raises(ConfigError, match="trains on labelled choices"):
+    with pytest.raises(ConfigError, match="trains on labelled examples"):
         SFT(SFT.Config(**TINY)).fit(replace(data.fit, train_examples=None))
 
 

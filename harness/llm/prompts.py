@@ -27,7 +27,7 @@ from recbench.llm.backend import Prompt
 from recbench.llm.verbalizers import History, ItemText, Verbalizer
 
 TokenCounter = Callable[[str], int]
-Output = Literal["text", "number", "reason"]
+Output = Literal["text", "number", "reason", "think"]
 
 EXPERT = "You are an expert in movies and shows."  # the artwork paper's opening line
 RECOMMENDER = "You are a movie recommender. You answer exactly in the format the user asks for."
@@ -35,6 +35,7 @@ TEXT_PREFIX = "Prediction: <option>"  # the artwork paper's forced prefix for ca
 REASON_PREFIX = "Reason:"  # answers with reasoning start so; the prediction follows after PREDICTION
 PREDICTION = "Prediction:"
 NUMBER_PREFIX = "<answer>"
+THINK_PREFIX = "<think>"
 PARAGRAPH = "\n\n"  # small models answer, then ramble on in a new paragraph: stop there
 
 
@@ -82,9 +83,15 @@ class BuiltPrompt:
     continuations: tuple[str, ...] = ()
 
 
-def _choice_prompt(
-    intro: str, history: FittedHistory, context: str, options: Sequence[str], what: str, output: Output
+def choice_prompt(
+    intro: str, history_text: str, shown: int, context: str, options: Sequence[str], what: str, output: Output,
+    dropped: int = 0,
 ) -> BuiltPrompt:
+    """A prompt that lists ``options`` and asks for the best one in the ``output`` format.
+
+    ``think`` asks for a justification inside ``<think></think>``, then the option's number inside
+    ``<answer></answer>`` (the format the GRPO recipes of the CURec and verbalization papers reward).
+    """
     if output in ("text", "reason"):
         listed = "\n".join(f"<option> {text} </option>" for text in options)
         instruction = f"Output the best {what} in text."
@@ -104,12 +111,23 @@ def _choice_prompt(
             "<answer>N</answer> for option N."
         )
         prefix, stop = NUMBER_PREFIX, ("</answer>", PARAGRAPH)
+        if output == "think":
+            instruction = (f"Think briefly inside <think></think> tags about which {what} suits the user, then "
+                           f"output the number of the best {what}, between 1 and {len(options)}, inside "
+                           "<answer></answer> tags: <think>...</think><answer>N</answer>.")
+            prefix, stop = THINK_PREFIX, ("</answer>",)
         continuations = tuple(f"{i}</answer>" for i in range(1, len(options) + 1))
-    user = f"{intro}\n\n{history.text}\n\n{context}Here are the {what} options:\n{listed}\n\n{instruction}"
+    user = f"{intro}\n\n{history_text}\n\n{context}Here are the {what} options:\n{listed}\n\n{instruction}"
     return BuiltPrompt(
         [{"role": "system", "content": EXPERT}, {"role": "user", "content": user}],
-        prefix, stop, history.shown, history.dropped, tuple(options), continuations,
+        prefix, stop, shown, dropped, tuple(options), continuations,
     )
+
+
+def _choice_prompt(
+    intro: str, history: FittedHistory, context: str, options: Sequence[str], what: str, output: Output
+) -> BuiltPrompt:
+    return choice_prompt(intro, history.text, history.shown, context, options, what, output, history.dropped)
 
 
 def rerank_prompt(

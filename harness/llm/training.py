@@ -1,8 +1,8 @@
 """LoRA post-training on TRL, cached as checkpoints: the engine under ``sft``, ``dpo`` and their variants.
 
-A :class:`TrainJob` says everything a training run depends on: the algorithm (TRL's
-``SFTTrainer`` or ``DPOTrainer``), the parent model, the rows (conversational prompt-completion
-rows for SFT, prompt/chosen/rejected rows for DPO), the LoRA shape and the optimizer settings.
+A :class:`TrainJob` says everything a training run depends on: the algorithm (a trainer of the
+registry :mod:`recbench.llm.trainers`, with its own options in ``options``), the parent model,
+the rows (whatever columns that trainer needs), the LoRA shape and the optimizer settings.
 :func:`trained_checkpoint` turns a job into a checkpoint folder under
 ``$RECBENCH_HOME/checkpoints``, named by the hash of the parent's content, the rows and the
 settings, so an evaluation rerun, another learning rate's comparison or a DPO run starting from
@@ -28,11 +28,12 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from recbench.data.store import recbench_home
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
+from recbench.llm.trainers import BuildContext, get_trainer
 
 ROWS_FILE = "new_token_rows.safetensors"
 PARENT_FILE = "parent.json"
@@ -41,7 +42,7 @@ LOG_FILE = "train_log.json"
 
 @dataclass(frozen=True)
 class TrainJob:
-    algorithm: Literal["sft", "dpo"]
+    algorithm: str  # a trainer of recbench.llm.trainers
     parent: str  # a model folder, or a checkpoint folder of this module
     rows: str  # JSONL file of training rows
     lr: float
@@ -54,7 +55,7 @@ class TrainJob:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("all-linear",)
-    beta: float = 0.1  # DPO only
+    options: dict[str, Any] = field(default_factory=dict)  # the algorithm's own options (its trainer's Config)
     new_tokens: tuple[str, ...] = ()
     train_new_tokens: bool = True
     dtype: str = "auto"  # training dtype: bf16 on GPUs that support it, fp32 otherwise
@@ -64,7 +65,7 @@ class TrainJob:
     def recipe(self, parent_digest: str, rows_digest: str) -> dict[str, Any]:
         """What the checkpoint's content depends on: the parent's and rows' content, never their paths."""
         settings = {k: v for k, v in asdict(self).items() if k not in ("parent", "rows", "quiet")}
-        return {"parent": parent_digest, "rows": rows_digest, "settings": settings, "engine": 1}
+        return {"parent": parent_digest, "rows": rows_digest, "settings": settings, "engine": 2}
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def trained_checkpoint(job: TrainJob, *, processes: int = 1) -> Checkpoint:
         launch(job, staging, processes=processes)
         log = json.loads((staging / LOG_FILE).read_text())
         return {"recipe_hash": recipe_hash, "algorithm": job.algorithm, "train_loss": log.get("train_loss"),
+                "curve": log.get("curve"),
                 "steps": log.get("steps"), "train_seconds": log.get("train_seconds"), "processes": processes,
                 "rows_used": log.get("rows_used")}
 
@@ -205,13 +207,15 @@ def run_job(job: TrainJob, output: Path) -> None:
     lora = LoraConfig(r=job.lora_rank, lora_alpha=job.lora_alpha, lora_dropout=job.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
-    if job.train_new_tokens and ids:
+    trainer_spec = get_trainer(job.algorithm)
+    if job.train_new_tokens and trainer_spec.trains_new_tokens and ids:
         mask = torch.zeros(len(tokenizer), 1)
         mask[ids] = 1.0
         for weight in token_row_weights(model).values():
             weight.requires_grad_(True)
             weight.register_hook(lambda grad: grad * mask.to(grad.device, grad.dtype))
     rows = [json.loads(line) for line in Path(job.rows).read_text().splitlines() if line.strip()]
+    trainer_spec.check_rows(rows)
     dataset = Dataset.from_list(rows)
     with tempfile.TemporaryDirectory() as scratch:
         common = dict(
@@ -221,15 +225,8 @@ def run_job(job: TrainJob, output: Path) -> None:
             logging_steps=1, use_cpu=not torch.cuda.is_available(), bf16=dtype == torch.bfloat16,
             disable_tqdm=job.quiet, weight_decay=0.0, gradient_checkpointing=job.gradient_checkpointing,
         )
-        if job.algorithm == "sft":
-            from trl import SFTConfig, SFTTrainer
-
-            trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=dataset, processing_class=tokenizer)
-        else:
-            from trl import DPOConfig, DPOTrainer
-
-            trainer = DPOTrainer(model=model, args=DPOConfig(beta=job.beta, **common), train_dataset=dataset,
-                                 processing_class=tokenizer)
+        context = BuildContext(model, tokenizer, dataset, common, trainer_spec.config(job.options))
+        trainer = trainer_spec.build(context)
         used = len(trainer.train_dataset)  # TRL drops rows whose answer max_length cut off entirely
         if used == 0:
             raise RecbenchError(
@@ -253,8 +250,26 @@ def run_job(job: TrainJob, output: Path) -> None:
         log = {"train_loss": round(float(result.training_loss), 6), "steps": int(result.global_step),
                "train_seconds": round(seconds, 1), "rows": len(rows), "rows_used": used,
                "world_size": trainer.accelerator.num_processes,
-               "history": [h for h in trainer.state.log_history if "loss" in h]}
+               "history": [h for h in trainer.state.log_history if "loss" in h or "reward" in h],
+               "curve": curve(trainer.state.log_history)}
         (output / LOG_FILE).write_text(json.dumps(log, indent=1))
+
+
+CURVE_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl")
+
+
+def curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per logged step: the loss and, for RL trainers, the mean reward, each reward's mean and the entropy."""
+    out = []
+    for entry in log_history:
+        if "step" not in entry or ("loss" not in entry and "reward" not in entry):
+            continue
+        point = {"step": int(entry["step"])}
+        for key, value in entry.items():
+            if key in CURVE_KEYS or (key.startswith("rewards/") and key.endswith("/mean")):
+                point[key] = round(float(value), 5)
+        out.append(point)
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -263,6 +278,8 @@ def main(argv: list[str]) -> int:
     job = spec["job"]
     job["target_modules"] = tuple(job["target_modules"])
     job["new_tokens"] = tuple(job["new_tokens"])
+    if job.get("options", {}).get("rewards") is not None:
+        job["options"]["rewards"] = tuple(job["options"]["rewards"])
     run_job(TrainJob(**job), Path(spec["output"]))
     return 0
 

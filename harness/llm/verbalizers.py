@@ -10,6 +10,7 @@ Built-ins, chosen by name in a method's config:
   (``19971120, Thursday, 3 PM, ID: 242, Kolya (1996), Rated, Rating: 3/5``).
 - ``preferences``: the RLHF top-k paper's profile, liked (rating >= 3) and disliked (<= 2)
   titles with their genres as two Python-style lists.
+- ``titles``: one ``- Title (year) (genres)`` line per interaction, the shortest history.
 
 Register another with :func:`register_verbalizer` (for example a learned rewriting verbalizer).
 """
@@ -123,11 +124,24 @@ class PreferenceVerbalizer:
         return "\n".join(lines) or "I have not watched any movies yet."
 
 
+class TitlesVerbalizer:
+    """One line per interaction, title with genres only: the shortest history (learnability task, small models)."""
+
+    def __init__(self, catalog: CatalogView) -> None:
+        self.text = ItemText(catalog)
+
+    def render(self, history: History) -> str:
+        if not len(history):
+            return "The user has not watched anything yet."
+        return "The user watched, oldest first:\n" + "\n".join(f"- {self.text.with_genres(int(i))}" for i in history.items)
+
+
 VerbalizerFactory = Callable[[CatalogView], Verbalizer]
 
 VERBALIZERS: dict[str, VerbalizerFactory] = {
     "template": TemplateVerbalizer,
     "preferences": PreferenceVerbalizer,
+    "titles": TitlesVerbalizer,
 }
 
 

@@ -30,6 +30,7 @@ from recbench.contracts import CANDIDATES
 from recbench.errors import UnsupportedTaskError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.method import ScoringMethod
+from recbench.metrics import score_ranking
 
 DEMOGRAPHIC_CATEGORIES = ("gender", "occupation")
 
@@ -202,9 +203,9 @@ class Production(ScoringMethod):
 
 
 def _uniform_ips(top: np.ndarray, examples: ExampleSet, targets: Targets) -> float:
-    """Mean ``hit x m``: IPS with the uniform propensity ``1/m`` over each example's options."""
+    """IPS (recbench.metrics) of the top choices with the uniform propensity ``1/m`` over each example's options."""
     m = (examples.candidates >= 0).sum(axis=1)
-    return float(np.mean((top == targets.items) * m))
+    return score_ranking("ips", np.asarray(top).reshape(-1, 1), targets, {"propensity": 1.0 / m})
 
 
 def _genre_matrix(items: pd.DataFrame) -> np.ndarray:
