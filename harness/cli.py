@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="recompute even if a result for this exact run exists")
     run.add_argument("--results-dir", help="where results files go (default ./results or $RECBENCH_RESULTS)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--in-process", action="store_true",
+                     help="run the method in recbench's own process, not an isolated worker (debugging only; "
+                          "results record it and leaderboards flag it)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="stop a method whose fit plus predict take longer than this (the sweep goes on)")
+    run.add_argument("--max-memory-gb", type=float, metavar="GB",
+                     help="address-space limit of the method's worker; going over ends that run with an error")
     run.set_defaults(func=cmd_run)
 
     ceiling = sub.add_parser("ceiling", help="record a simulated task's Bayes-optimal ceiling (the oracle row)")
@@ -132,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from recbench.manager import get_plugin_manager, load_registry
     from recbench.results import ResultStore
     from recbench.runner import RunRequest, Runner
+    from recbench.worker import IN_PROCESS, WORKER, is_method_failure
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     seeds = parse_seeds(args.seed)
@@ -153,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(methods) > 1:
         _check_sweep_settings(registry, methods, cli_settings)
     runner = Runner(registry, pm, ResultStore(args.results_dir))
-    rows = []
+    rows, failed = [], []
     for name in methods:
         for seed in seeds:
             request = RunRequest(
@@ -161,13 +169,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                 method_settings={**file_values, **per_method.get(name, {})},
                 cli_settings=cli_settings if len(methods) == 1 or not cli_settings else _only_known(registry, name, cli_settings),
                 task_settings=task_settings, force=args.force, quiet=args.quiet,
+                isolation=IN_PROCESS if args.in_process else WORKER, timeout_s=args.timeout,
+                max_memory_gb=args.max_memory_gb,
             )
-            outcome = runner.run(request)
+            try:
+                outcome = runner.run(request)
+            except Exception as exc:
+                if not is_method_failure(exc) or len(methods) * len(seeds) == 1:
+                    raise
+                failed.append(f"{name} seed {seed}")  # a method's failure ends its run, not the sweep
+                print(f"recbench: error: {name} (seed {seed}) failed: {exc}", file=sys.stderr)
+                continue
             rows.append(_summary_row(outcome))
             if not args.quiet:
                 state = "cached" if outcome.cached else "done"
                 print(f"[{state}] {outcome.document['command']}  ->  {outcome.path}", file=sys.stderr)
     _print_summary(rows)
+    if failed:
+        print(f"recbench: {len(failed)} run(s) failed and wrote no result: {', '.join(failed)}.", file=sys.stderr)
+        return 1
     return 0
 
 

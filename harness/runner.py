@@ -1,16 +1,14 @@
-"""The runner: builds a task, fits a method, checks its predictions, scores them, writes results.
+"""The runner: builds a task, runs a method in its worker, checks its predictions, scores them, writes results.
 
-The barrier between methods and test targets lives here. A method receives ``TaskData.fit``
-and batches of ``TaskData.test_inputs``; the runner alone holds ``TaskData.test_targets``, and
-before fitting it audits that no test target reached the data a method sees.
+The barrier between methods and test targets lives here. The runner prepares ``TaskData`` and
+keeps ``TaskData.test_targets``, the full catalog and the scoring arrays in its own process; the
+method runs in a worker process (:mod:`recbench.worker`) that receives ``TaskData.fit`` and
+batches of ``TaskData.test_inputs`` only. Before fitting, the runner audits that no test target
+reached the data a method sees; after predicting, that nothing wrote to the targets.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import pickle
-import random
 import shlex
 import time
 from dataclasses import dataclass, field, replace
@@ -22,17 +20,19 @@ import pandas as pd
 import pluggy
 
 from recbench.config import build_config, config_to_dict
+from recbench.contracts import Contract
 from recbench.data.catalog import Catalog
 from recbench.data.store import apply_filters, get_catalog, recbench_home
 from recbench.errors import ConfigError, RecbenchError, TargetLeakError, UnsupportedTaskError
 from recbench.examples import ExampleSet, FitData, Targets
+from recbench.hashing import hash_arrays
 from recbench.manager import plugin_source
 from recbench.metrics import Outcome, evaluate, summarize_values
 from recbench.registry import Registry
 from recbench.results import ResultStore, SCHEMA, environment, make_run_id, now_iso
 from recbench.task import Task, TaskData
+from recbench.worker import DEFAULT_BATCH_SIZE, IN_PROCESS, SESSIONS, WORKER, Limits
 
-DEFAULT_BATCH_SIZE = 256  # measured faster per user than 1024 on 2 cores, and a quarter of the memory
 ORACLE = "oracle"  # the name of ceiling rows; never a registered method
 
 
@@ -47,6 +47,13 @@ class RunRequest:
     task_settings: dict[str, Any] = field(default_factory=dict)
     force: bool = False
     quiet: bool = False
+    isolation: str = WORKER  # or IN_PROCESS (--in-process): the method shares the runner's memory, for debugging
+    timeout_s: float | None = None  # the method's fit plus predict, wall seconds (worker only)
+    max_memory_gb: float | None = None  # the worker's address-space limit
+
+    def __post_init__(self) -> None:
+        if self.isolation not in SESSIONS:
+            raise ConfigError(f"isolation must be one of {sorted(SESSIONS)}, got {self.isolation!r}.")
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,19 @@ class RunContext:
     fingerprint: str
     run_id: str
     quiet: bool
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A resolved run: what will run, on which protocol, under which id."""
+
+    task: Task
+    method_cls: type
+    config: Any
+    catalog: Catalog
+    protocol: dict[str, Any]
+    run_id: str
+    context: RunContext
 
 
 @dataclass(frozen=True)
@@ -99,113 +119,118 @@ class Runner:
         return task, method_cls, config, catalog
 
     def prepare(self, task: Task, catalog: Catalog, protocol: dict[str, Any]) -> TaskData:
-        """Build the task's data, cached on disk by protocol fingerprint."""
-        # the builder's source is part of the key: editing a task kind never reuses a stale split
-        code = hashlib.sha256(Path(inspect.getsourcefile(type(task)) or "").read_bytes()).hexdigest()[:8]
-        path = recbench_home() / "splits" / f"{task.spec.name}-{protocol['fingerprint']}-{code}.pkl"
-        if path.is_file():
-            try:
-                with path.open("rb") as handle:
-                    return pickle.load(handle)
-            except Exception:  # a stale or truncated cache is rebuilt, never trusted
-                path.unlink(missing_ok=True)
-        data = task.subsample(task.build(catalog))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
-            pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
-        return data
+        return prepare_task_data(task, catalog, protocol)
 
     # --- the run -------------------------------------------------------------------------
 
     def run(self, request: RunRequest) -> RunOutcome:
+        """Plan, answer from a stored result or prepare the split, execute the method, score, record."""
+        plan = self.plan(request)
+        cached = None if request.force else self._stored(plan, request)
+        if cached is not None:
+            return cached
+        # the worker boots (imports) while this process loads the split
+        session = SESSIONS[request.isolation](
+            plan.method_cls, plan.config, request.seed, self.protected_paths(), Limits(request.timeout_s, request.max_memory_gb)
+        )
+        try:
+            data = self.prepare(plan.task, plan.catalog, plan.protocol)
+            plan.task.audit(data)
+            self.pm.hook.recbench_run_started(run=plan.context)
+            execution = self._execute(plan, data, session, request.quiet)
+        finally:
+            session.close()
+        evaluation, evaluate_s = self._score(plan, data, execution.items, request.seed)
+        document = self._document(plan, request, data, execution, evaluation, evaluate_s)
+        return self._record(plan, data, execution, evaluation, document)
+
+    def plan(self, request: RunRequest) -> RunPlan:
         task, method_cls, config, catalog = self.resolve(request)
         protocol = task.protocol(catalog)
         config_dict = config_to_dict(config)
         run_id = make_run_id(task.spec.name, protocol["fingerprint"], method_cls.name, config_dict, request.seed)
-        if not request.force:
-            cached = self.store.load(task.spec.name, method_cls.name, run_id)
-            if cached is not None:
-                return RunOutcome(cached, self.store.path(task.spec.name, method_cls.name, run_id), cached=True)
+        context = RunContext(task.spec.name, method_cls.name, catalog.name, request.seed, config_dict,
+                             protocol["fingerprint"], run_id, request.quiet)
+        return RunPlan(task, method_cls, config, catalog, protocol, run_id, context)
 
-        data = self.prepare(task, catalog, protocol)
-        task.audit(data)
-        ctx = RunContext(
-            task.spec.name, method_cls.name, catalog.name, request.seed, config_dict, protocol["fingerprint"], run_id,
-            request.quiet,
-        )
-        self.pm.hook.recbench_run_started(run=ctx)
-        _seed_everything(request.seed)
-        method = method_cls(config, seed=request.seed)
+    def protected_paths(self) -> list[Path]:
+        return protected_paths(self.store.root)
 
+    def _stored(self, plan: RunPlan, request: RunRequest) -> RunOutcome | None:
+        """The stored result of this run; an in-process one does not answer an isolated request."""
+        name, method = plan.task.spec.name, plan.method_cls.name
+        document = self.store.load(name, method, plan.run_id)
+        if document is None or (request.isolation == WORKER and isolation_of(document) != WORKER):
+            return None
+        return RunOutcome(document, self.store.path(name, method, plan.run_id), cached=True)
+
+    def _execute(self, plan: RunPlan, data: TaskData, session: Any, quiet: bool) -> Execution:
+        guard = targets_digest(data)
+        hook = self.pm.hook.recbench_batch_scored
+        total = len(data.test_inputs)
+        with _progress(total, f"{plan.method_cls.name} on {plan.task.spec.name}", quiet) as bar:
+            def scored(offset: int, n: int) -> None:
+                hook(run=plan.context, start=offset, stop=offset + n, total=total)
+                bar.update(n)
+
+            execution = execute(session, data.fit, data.test_inputs, plan.task.contract(), plan.method_cls.name, scored)
+        if targets_digest(data) != guard:
+            raise TargetLeakError(
+                f"the test targets changed while method {plan.method_cls.name!r} ran: method code wrote to runner "
+                "memory (only possible with --in-process). The run is void; no result was written."
+            )
+        return execution
+
+    def _score(self, plan: RunPlan, data: TaskData, items: np.ndarray, seed: int) -> tuple[Any, float]:
         start = time.perf_counter()
-        _call(method.fit, "fit", method_cls.name, data.fit)
-        fit_s = time.perf_counter() - start
-
-        contract = task.contract()
-        inputs = data.test_inputs
-        batch_size = int(getattr(method, "predict_batch_size", DEFAULT_BATCH_SIZE))
-        ranked, extras, diagnostics = [], [], []
-        start = time.perf_counter()
-        with _progress(len(inputs), f"{method_cls.name} on {task.spec.name}", request.quiet) as bar:
-            for offset, batch in inputs.batches(batch_size):
-                preds = _call(method.predict, "predict", method_cls.name, batch, contract)
-                checked = contract.validate(preds, batch, data.fit.catalog, method_cls.name)
-                ranked.append(checked.items)
-                extras.extend(checked.extras or [{}] * len(batch))
-                diagnostics.append((len(batch), checked.diagnostics))
-                self.pm.hook.recbench_batch_scored(run=ctx, start=offset, stop=offset + len(batch), total=len(inputs))
-                bar.update(len(batch))
-        predict_s = time.perf_counter() - start
-
-        start = time.perf_counter()
-        items = np.concatenate(ranked) if ranked else np.zeros((0, contract.k), np.int64)
         outcome = Outcome.from_ranking(items, data.test_targets, extras=data.outcome)
-        evaluation = evaluate(
-            outcome, task.spec.metrics, self.registry.metrics.entries, subsets=data.subsets, seed=request.seed
-        )
-        evaluate_s = time.perf_counter() - start
+        evaluation = evaluate(outcome, plan.task.spec.metrics, self.registry.metrics.entries, subsets=data.subsets, seed=seed)
+        return evaluation, time.perf_counter() - start
 
-        document = {
+    def _document(self, plan: RunPlan, request: RunRequest, data: TaskData, execution: Execution, evaluation: Any,
+                  evaluate_s: float) -> dict[str, Any]:
+        task, method_cls, n = plan.task, plan.method_cls, len(data.test_inputs)
+        return {
             "schema": SCHEMA,
-            "run_id": run_id,
+            "run_id": plan.run_id,
             "created_at": now_iso(),
-            "command": reproduce_command(request, task, catalog.name, method_cls, config),
-            "task": {
-                "name": task.spec.name, "version": task.spec.version, "kind": task.kind,
-                "description": task.spec.description, "primary_metric": task.spec.primary_metric,
-                "params": task.param_values(), "reference": task.spec.reference, "stats": data.stats,
-                "relative_metrics": list(task.spec.relative_metrics),
-            },
-            "dataset": catalog.summary(),
-            "protocol": protocol,
+            "command": reproduce_command(request, task, plan.catalog.name, method_cls, plan.config),
+            "task": _task_section(task, data),
+            "dataset": plan.catalog.summary(),
+            "protocol": plan.protocol,
             "method": {
                 "name": method_cls.name, "description": method_cls.description,
-                "plugin": self._method_plugin(method_cls.name), "config": config_dict, "fitted": method.describe(),
+                "plugin": self._method_plugin(method_cls.name), "config": plan.context.config, "fitted": execution.fitted,
             },
             "seed": request.seed,
-            "n_examples": len(inputs),
+            "n_examples": n,
             "primary_metric": task.spec.primary_metric,
             "metrics": evaluation.summary,
-            "diagnostics": _weighted_diagnostics(diagnostics),
+            "diagnostics": _weighted_diagnostics(execution.diagnostics),
             "timing": {
-                "fit_s": round(fit_s, 4), "predict_s": round(predict_s, 4), "evaluate_s": round(evaluate_s, 4),
-                "examples_per_s": round(len(inputs) / predict_s, 2) if predict_s > 0 else None,
+                "fit_s": round(execution.fit_s, 4), "predict_s": round(execution.predict_s, 4),
+                "evaluate_s": round(evaluate_s, 4),
+                "examples_per_s": round(n / execution.predict_s, 2) if execution.predict_s > 0 else None,
             },
+            "execution": {"isolation": execution.mode, "timeout_s": request.timeout_s,
+                          "max_memory_gb": request.max_memory_gb},
             "environment": environment(),
         }
-        out_dir = self.store.path(task.spec.name, method_cls.name, run_id).parent
-        report = task.report(data, items, evaluation.per_example, out_dir)
+
+    def _record(self, plan: RunPlan, data: TaskData, execution: Execution, evaluation: Any,
+                document: dict[str, Any]) -> RunOutcome:
+        task, method, catalog = plan.task, plan.method_cls.name, plan.catalog
+        report = task.report(data, execution.items, evaluation.per_example, self.store.path(task.spec.name, method, plan.run_id).parent)
         if report:
             plots = report.pop("plots", [])
             document["reports"] = report
             if plots:
-                document["plots"] = [f"{task.spec.name}/{method_cls.name}/{p}" for p in plots]  # relative to the results dir
-        rows = example_rows(task.ids(catalog), catalog, inputs, data.test_targets, items, evaluation.per_example, extras)
+                document["plots"] = [f"{task.spec.name}/{method}/{p}" for p in plots]  # relative to the results dir
+        rows = example_rows(task.ids(catalog), catalog, data.test_inputs, data.test_targets, execution.items,
+                            evaluation.per_example, execution.extras)
         path = self.store.write(document, rows)
-        document = self.store.load(task.spec.name, method_cls.name, run_id) or document
-        self.pm.hook.recbench_run_finished(run=ctx, result=document)
+        document = self.store.load(task.spec.name, method, plan.run_id) or document
+        self.pm.hook.recbench_run_finished(run=plan.context, result=document)
         return RunOutcome(document, path, cached=False)
 
     def record_ceiling(self, request: RunRequest) -> RunOutcome:
@@ -232,9 +257,7 @@ class Runner:
                              + [arg for k, v in sorted(request.task_settings.items()) for arg in ("--set", f"task.{k}={_cli_value(v)}")])
         document = {
             "schema": SCHEMA, "run_id": run_id, "created_at": now_iso(), "command": command, "ceiling": True,
-            "task": {"name": spec.name, "version": spec.version, "kind": task.kind, "description": spec.description,
-                     "primary_metric": spec.primary_metric, "params": task.param_values(),
-                     "reference": spec.reference, "stats": data.stats, "relative_metrics": list(spec.relative_metrics)},
+            "task": _task_section(task, data),
             "dataset": catalog.summary(), "protocol": protocol,
             "method": {"name": ORACLE, "description": "Bayes-optimal choice under the simulator's known probabilities (a ceiling, not a method)",
                        "plugin": "recbench (built-in)", "config": {}, "fitted": {}},
@@ -263,6 +286,77 @@ def check_metric_cutoffs(task: Task) -> None:
                 f"task {task.spec.name!r}: metric {name!r} needs {cutoff} ranked items but predictions hold {k} "
                 f"(task parameter k / n_candidates). Raise it, e.g. --set task.k={cutoff}, or drop the metric."
             )
+
+
+def protected_paths(results_root: Path) -> list[Path]:
+    """What method code may not open: split and dataset caches, and the results folder."""
+    home = recbench_home()
+    return [home / "splits", home / "datasets", Path(results_root)]
+
+
+def prepare_task_data(task: Task, catalog: Catalog, protocol: dict[str, Any]) -> TaskData:
+    """Build the task's data, cached on disk by protocol fingerprint and split code (verified on load)."""
+    from recbench.split_cache import load_or_build
+
+    return load_or_build(task, catalog, protocol)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What a method's session produced: checked rankings and what came with them."""
+
+    items: np.ndarray
+    extras: list[dict[str, Any]]
+    diagnostics: list[tuple[int, dict[str, float]]]
+    fitted: dict[str, Any]
+    fit_s: float
+    predict_s: float
+    mode: str
+
+
+def execute(session: Any, fit: FitData, inputs: ExampleSet, contract: Contract, method: str,
+            on_batch: Any = None, batch_size: int | None = None) -> Execution:
+    """Fit, then predict batch by batch; every batch is validated here, in the caller's process.
+
+    The one fit/predict loop: the runner and the conformance kit (``recbench.testing``) both use it.
+    """
+    session.ready()
+    start = time.perf_counter()
+    session.fit(fit)
+    fit_s = time.perf_counter() - start
+    ranked, extras, diagnostics = [], [], []
+    start = time.perf_counter()
+    for offset, batch in inputs.batches(batch_size or session.batch_size()):
+        checked = contract.validate(session.predict(batch, contract), batch, fit.catalog, method)
+        ranked.append(checked.items)
+        extras.extend(checked.extras or [{}] * len(batch))
+        diagnostics.append((len(batch), checked.diagnostics))
+        if on_batch is not None:
+            on_batch(offset, len(batch))
+    predict_s = time.perf_counter() - start
+    items = np.concatenate(ranked) if ranked else np.zeros((0, contract.k), np.int64)
+    return Execution(items, extras, diagnostics, session.describe(), fit_s, predict_s, session.mode)
+
+
+def targets_digest(data: TaskData) -> str:
+    """A hash of the test targets and scoring arrays: a method that writes to them is caught."""
+    arrays = [data.test_targets.indptr, data.test_targets.items]
+    arrays += [data.outcome[k] for k in sorted(data.outcome)] + [data.subsets[k] for k in sorted(data.subsets)]
+    return hash_arrays(*arrays)
+
+
+def isolation_of(document: dict[str, Any]) -> str:
+    """How a result's method ran; results recorded before worker isolation ran in-process."""
+    return ((document.get("execution") or {}).get("isolation")) or IN_PROCESS
+
+
+def _task_section(task: Task, data: TaskData) -> dict[str, Any]:
+    spec = task.spec
+    return {
+        "name": spec.name, "version": spec.version, "kind": task.kind, "description": spec.description,
+        "primary_metric": spec.primary_metric, "params": task.param_values(), "reference": spec.reference,
+        "stats": data.stats, "relative_metrics": list(spec.relative_metrics),
+    }
 
 
 def audit_no_target_leak(fit: FitData, inputs: ExampleSet, targets: Targets) -> None:
@@ -356,19 +450,6 @@ def _weighted_diagnostics(parts: list[tuple[int, dict[str, float]]]) -> dict[str
             totals[key] = totals.get(key, 0.0) + float(value) * n
             weights[key] = weights.get(key, 0) + n
     return {key: round(totals[key] / weights[key], 6) for key in totals}
-
-
-def _call(fn, phase: str, method: str, *args):
-    try:
-        return fn(*args)
-    except Exception as exc:
-        exc.add_note(f"recbench: raised by method {method!r} in {phase}()")
-        raise
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
 
 
 class _progress:

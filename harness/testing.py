@@ -10,13 +10,17 @@ Use it from a plugin's own test suite::
 
 pytest then runs, for every task kind the method supports, on a tiny synthetic dataset: the
 class registers cleanly, predictions satisfy the task's candidate contract, two runs with the
-same seed agree, predictions do not depend on the held-out targets, and fit/predict never get
-an object that holds them.
+same seed agree, fit/predict never get an object that holds the targets, and the target checks:
+predictions stay the same when the only targets in memory are decoys, nothing writes to them, and
+no recbench cache or results file is touched. The method runs through the runner's own fit and
+predict loop (:func:`recbench.runner.execute`), in this process, so that a method reaching for
+targets (through the call stack, the garbage collector or recbench's files) is caught here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -25,7 +29,9 @@ import pytest
 
 from recbench.contracts import Validated
 from recbench.examples import Predictions, Targets
+from recbench.runner import execute, prepare_task_data, protected_paths, targets_digest
 from recbench.task import Task, TaskData, TaskSpec
+from recbench.worker import IN_PROCESS, SESSIONS
 
 TINY = {"n_users": 60, "n_items": 50, "n_interactions": 1500, "seed": 7}
 
@@ -50,30 +56,55 @@ def tiny_catalog(kind: str = "fullrank"):
 
 
 def tiny_task(kind: str, params: dict[str, Any] | None = None) -> tuple[Task, TaskData]:
-    """A built task of ``kind`` on the tiny synthetic catalog."""
+    """A built task of ``kind`` on the tiny synthetic catalog, through the runner's split cache."""
+    task = _tiny_spec_task(kind, params)
+    catalog = tiny_catalog(kind)
+    return task, prepare_task_data(task, catalog, task.protocol(catalog))
+
+
+def _tiny_spec_task(kind: str, params: dict[str, Any] | None = None) -> Task:
     from recbench.manager import load_registry
 
-    registry = load_registry()
-    kind_cls = registry.task_kinds.get(kind)
+    kind_cls = load_registry().task_kinds.get(kind)
     spec = TaskSpec(
         name=f"tiny-{kind}", version=1, kind=kind, dataset="synthetic-tiny", description="conformance",
         metrics=("hr@1",), primary_metric="hr@1", params={**KIND_PARAMS.get(kind, {}), **(params or {})},
     )
-    task = kind_cls(spec)
-    return task, task.build(tiny_catalog(kind))
+    return kind_cls(spec)
 
 
-def run_method(method_cls: type, config: Any, seed: int, task: Task, data: TaskData, batch_size: int = 16) -> Validated:
-    """Fit and predict like the runner does; return the contract-checked predictions."""
-    method = method_cls(config, seed=seed)
-    method.fit(data.fit)
-    contract = task.contract()
-    parts, extras = [], []
-    for _, batch in data.test_inputs.batches(batch_size):
-        checked = contract.validate(method.predict(batch, contract), batch, data.fit.catalog, method_cls.name)
-        parts.append(checked.items)
-        extras.extend(checked.extras or [])
-    return Validated(np.concatenate(parts), {}, extras or None)
+def run_method(method_cls: type, config: Any, seed: int, task: Task, data: TaskData, batch_size: int = 16,
+               isolation: str = IN_PROCESS) -> Validated:
+    """Fit and predict through the runner's own loop; return the contract-checked predictions.
+
+    In process by default (a plugin's test fakes stay in effect); ``isolation="worker"`` runs the
+    method in a worker process as ``recbench run`` does. Either way recbench's caches and results
+    are off limits to the method (:mod:`recbench.worker`).
+    """
+    from recbench.results import ResultStore
+
+    protected = protected_paths(ResultStore().root)
+    session = SESSIONS[isolation](method_cls, config if config is not None else method_cls.Config(), seed, protected)
+    try:
+        done = execute(session, data.fit, data.test_inputs, task.contract(), method_cls.name, batch_size=batch_size)
+    finally:
+        session.close()
+    return Validated(done.items, {}, done.extras if any(done.extras) else None)
+
+
+def decoy_task(kind: str, seed: int) -> tuple[Task, TaskData]:
+    """A tiny task whose test targets are replaced by a random draw, built from a catalog that is
+    then dropped: the decoys are the only test targets left in this process's memory."""
+    tiny_catalog.cache_clear()
+    task = _tiny_spec_task(kind)
+    catalog = tiny_catalog.__wrapped__(kind)
+    data = task.subsample(task.build(catalog))
+    del catalog
+    targets = data.test_targets
+    decoys = Targets(targets.indptr.copy(), np.random.default_rng(seed).permutation(targets.items))
+    data = dataclasses.replace(data, test_targets=decoys)
+    gc.collect()
+    return task, data
 
 
 def _contains_targets(obj: Any, seen: set[int] | None = None, depth: int = 0) -> bool:
@@ -145,14 +176,22 @@ class MethodConformance:
             assert not any(obj is data.test_targets for obj in received)
 
     def test_predictions_do_not_depend_on_test_targets(self):
+        """One run whose only test targets in memory are random decoys, one beside the real targets,
+        the full catalog and the split cache on disk: the two must agree, the targets must come
+        back unchanged and no recbench file may be touched (that raises TargetLeakError)."""
         for kind in self._kinds():
+            task, data = decoy_task(kind, seed=1)
+            decoyed = run_method(self.method, self._config(), 0, task, data).items
+            del task, data
             task, data = tiny_task(kind)
-            baseline = run_method(self.method, self._config(), 0, task, data).items
-            rng = np.random.default_rng(0)
-            shuffled = Targets(data.test_targets.indptr, rng.permutation(data.test_targets.items))
-            swapped = dataclasses.replace(data, test_targets=shuffled)
-            again = run_method(self.method, self._config(), 0, task, swapped).items
-            np.testing.assert_array_equal(baseline, again)
+            before = targets_digest(data)
+            real = run_method(self.method, self._config(), 0, task, data).items
+            assert targets_digest(data) == before, f"{self.method.name} on {kind} wrote to the test targets"
+            np.testing.assert_array_equal(
+                decoyed, real,
+                err_msg=f"{self.method.name} on {kind}: predictions changed with the test targets and catalog in "
+                        "memory, so the method reads them (the call stack, the garbage collector or a reference).",
+            )
 
     @pytest.mark.parametrize("bad_key", ["definitely_not_an_option"])
     def test_config_rejects_unknown_keys(self, bad_key):
@@ -163,4 +202,4 @@ class MethodConformance:
             build_config(self.method.Config, {bad_key: 1}, owner=self.method.name)
 
 
-__all__ = ["MethodConformance", "tiny_task", "tiny_catalog", "run_method", "Predictions"]
+__all__ = ["MethodConformance", "tiny_task", "tiny_catalog", "run_method", "decoy_task", "Predictions"]

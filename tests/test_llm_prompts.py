@@ -355,12 +355,15 @@ def test_zero_shot_end_to_end_records_diagnostics(fake_backend, tmp_path):
 
     pm = get_plugin_manager()  # zero_shot is a built-in plugin
     runner = Runner(load_registry(pm), pm, ResultStore(tmp_path / "results"))
-    rerank = runner.run(RunRequest("rerank", "zero_shot", dataset="synthetic-tiny", quiet=True, cli_settings={"cache": "false"}))
+    # in process: the fake backend is a monkeypatch of this process, which a worker would not see
+    rerank = runner.run(RunRequest("rerank", "zero_shot", dataset="synthetic-tiny", quiet=True, cli_settings={"cache": "false"},
+                                   isolation="in-process"))
     diagnostics = rerank.document["diagnostics"]
     assert diagnostics["valid_output_rate"] == 1.0 and diagnostics["out_of_candidate_rate"] == 0.0
     assert diagnostics["copied_from_history_rate"] == 0.0 and diagnostics["avg_output_tokens"] > 0
     assert rerank.document["method"]["fitted"]["backend"] == "fake-backend"
-    topk = runner.run(RunRequest("topk", "zero_shot", dataset="synthetic-tiny", quiet=True, cli_settings={"cache": "false"}))
+    topk = runner.run(RunRequest("topk", "zero_shot", dataset="synthetic-tiny", quiet=True, cli_settings={"cache": "false"},
+                                 isolation="in-process"))
     diagnostics = topk.document["diagnostics"]
     assert diagnostics["copied_from_history_rate"] == 1.0 and diagnostics["hallucinated_rate"] == 0.0
     assert diagnostics["unparsed_output_rate"] < 1.0 and "avg_history_shown" in diagnostics

@@ -19,6 +19,7 @@ from recbench.plugins.classic.random_baseline import RandomMethod
 from recbench.results import ResultStore
 from recbench.runner import RunRequest, Runner
 from recbench.testing import MethodConformance
+from recbench.worker import IN_PROCESS
 
 
 class TestRandomConformance(MethodConformance):
@@ -79,7 +80,7 @@ def test_inputs_given_to_methods_hold_no_targets(tmp_path):
             received.append(examples)
             return super().predict(examples, contract)
 
-    _runner(tmp_path, Recorder).run(_request("recorder"))
+    _runner(tmp_path, Recorder).run(_request("recorder", isolation=IN_PROCESS))  # the recorder list lives here
     from recbench.testing import _contains_targets
 
     fit, *batches = received
@@ -111,7 +112,7 @@ def test_leaky_task_is_stopped_before_the_method_runs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(FullRankTask, "build", leaky_build)
     with pytest.raises(TargetLeakError, match="test target interaction"):
-        _runner(tmp_path, Spy).run(_request("spy"))
+        _runner(tmp_path, Spy).run(_request("spy", isolation=IN_PROCESS))
     assert not fitted
 
 
@@ -148,7 +149,7 @@ def _bad_method(name, make):
 )
 def test_invalid_predictions_are_rejected_with_method_and_example(tmp_path, name, make, message):
     with pytest.raises(PredictionError) as err:
-        _runner(tmp_path, _bad_method(name, make)).run(_request(name))
+        _runner(tmp_path, _bad_method(name, make)).run(_request(name, isolation=IN_PROCESS))
     text = str(err.value)
     assert message in text and f"method {name!r}" in text
 
@@ -156,7 +157,7 @@ def test_invalid_predictions_are_rejected_with_method_and_example(tmp_path, name
 def test_candidate_contract_requires_a_permutation(tmp_path):
     method = _bad_method("shuffler", lambda e, c, n: Predictions(items=np.repeat(e.candidates[:, :1], e.candidates.shape[1], axis=1)))
     with pytest.raises(PredictionError, match="not a permutation of the candidates"):
-        _runner(tmp_path, method).run(_request("shuffler", task="rerank"))
+        _runner(tmp_path, method).run(_request("shuffler", task="rerank", isolation=IN_PROCESS))
 
 
 def test_unsupported_task_lists_methods_that_support_it(tmp_path):
@@ -240,12 +241,12 @@ def test_repeat_run_is_answered_from_results_unless_forced(tmp_path):
             super().fit(data)
 
     runner = _runner(tmp_path, Counting)
-    first = runner.run(_request("counting"))
-    second = runner.run(_request("counting"))
+    first = runner.run(_request("counting", isolation=IN_PROCESS))  # in process: `fits` counts here
+    second = runner.run(_request("counting", isolation=IN_PROCESS))
     assert second.cached and second.document["run_id"] == first.document["run_id"] and len(fits) == 1
-    third = runner.run(_request("counting", force=True))
+    third = runner.run(_request("counting", force=True, isolation=IN_PROCESS))
     assert not third.cached and len(fits) == 2
-    other_seed = runner.run(_request("counting", seed=1))
+    other_seed = runner.run(_request("counting", seed=1, isolation=IN_PROCESS))
     assert not other_seed.cached and other_seed.document["run_id"] != first.document["run_id"]
 
 
@@ -265,13 +266,13 @@ def test_interrupted_sweep_resumes_and_leaves_no_partial_files(tmp_path, monkeyp
     runner = _runner(tmp_path, Fragile)
     with pytest.raises(KeyboardInterrupt):
         for seed in (0, 1, 2):
-            runner.run(_request("fragile", seed=seed))
+            runner.run(_request("fragile", seed=seed, isolation=IN_PROCESS))
     results = tmp_path / "results" / "fullrank" / "fragile"
     assert len(list(results.glob("*.json"))) == 1
     assert not list(results.glob(".*tmp"))
     Fragile.explode = False
     calls.clear()
-    outcomes = [runner.run(_request("fragile", seed=seed)) for seed in (0, 1, 2)]
+    outcomes = [runner.run(_request("fragile", seed=seed, isolation=IN_PROCESS)) for seed in (0, 1, 2)]
     assert [o.cached for o in outcomes] == [True, False, False]
     assert set(calls) == {1, 2}
 

@@ -20,6 +20,8 @@ systematically favour popularity-leaning models.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -97,23 +99,39 @@ class Catalog:
     # --- persistence -------------------------------------------------------------------------
 
     def save(self, folder: Path) -> None:
+        """Parquet per table, then ``catalog.json`` with each file's SHA-256 (checked by :meth:`load`)."""
         folder.mkdir(parents=True, exist_ok=True)
         frames = {"interactions": self.interactions, "items": self.items, "users": self.users}
         frames.update({f"table-{name}": frame for name, frame in self.tables.items()})
+        hashes = {}
         for stem, frame in frames.items():
             tmp = folder / f"{stem}.parquet.tmp"
             frame.to_parquet(tmp)
+            hashes[f"{stem}.parquet"] = hashlib.sha256(tmp.read_bytes()).hexdigest()
             tmp.replace(folder / f"{stem}.parquet")
         tmp = folder / "catalog.json.tmp"
-        meta = {"name": self.name, "provenance": self.provenance, "tables": sorted(self.tables), "tie_rule": TIE_RULE}
+        meta = {"name": self.name, "provenance": self.provenance, "tables": sorted(self.tables), "tie_rule": TIE_RULE,
+                "files": hashes}
         tmp.write_text(json.dumps(meta, indent=2, default=str))
         tmp.replace(folder / "catalog.json")  # written last: its presence marks a complete copy
 
     @classmethod
     def load(cls, folder: Path) -> Catalog:
+        """Read a :meth:`save` folder; a file whose SHA-256 differs from the recorded one is an error."""
         meta = json.loads((folder / "catalog.json").read_text())
-        frames = {t: pd.read_parquet(folder / f"{t}.parquet") for t in ("interactions", "items", "users")}
-        tables = {name: pd.read_parquet(folder / f"table-{name}.parquet") for name in meta.get("tables", [])}
+        recorded = meta.get("files")
+        if not isinstance(recorded, dict):
+            raise DatasetError(f"cached catalog {folder} records no file hashes (written by an older recbench)")
+        stems = ["interactions", "items", "users", *(f"table-{name}" for name in meta.get("tables", []))]
+        blobs = {}
+        for stem in stems:
+            blob = (folder / f"{stem}.parquet").read_bytes()
+            if hashlib.sha256(blob).hexdigest() != recorded.get(f"{stem}.parquet"):
+                raise DatasetError(f"cached catalog file {folder / (stem + '.parquet')} does not match its recorded "
+                                   "SHA-256 (tampered or truncated)")
+            blobs[stem] = pd.read_parquet(io.BytesIO(blob))
+        frames = {t: blobs[t] for t in ("interactions", "items", "users")}
+        tables = {name: blobs[f"table-{name}"] for name in meta.get("tables", [])}
         if meta.get("tie_rule") != TIE_RULE:  # cached under another tie rule: reorder, never trust the old order
             frames["interactions"] = sort_interactions(frames["interactions"])
         return cls(meta["name"], provenance=meta["provenance"], tables=tables, **frames)

@@ -119,8 +119,8 @@ def _load_cached(folder: Path, ctx: FetchContext) -> Catalog | None:
         return None
     try:
         return Catalog.load(folder)
-    except Exception as exc:  # any unreadable part means the copy is incomplete: rebuild it
-        ctx.log(f"ignoring damaged cache {folder}: {exc}")
+    except Exception as exc:  # any unreadable or altered part: report it and rebuild, never use it
+        print(f"recbench: warning: ignoring the cached dataset {folder}: {exc}; rebuilding it.", file=sys.stderr)
         return None
 
 
