@@ -14,9 +14,9 @@ Model selection: each combination of the tuple-valued options is trained with th
 examples ranked over the full catalog after every epoch (:func:`recbench.fitting.validation_ndcg`);
 training stops after ``patience`` epochs without a better NDCG@10, but not before ``min_epochs``,
 and the best epoch is kept (on ML-100K's ``rerank`` split, lr 0.002 stalled near 0.044 over epochs
-7-17, where patience alone stopped it; run on for 80 epochs it peaked at 0.058 at epoch 62). The combination with the best validation NDCG@10 is
-then retrained from scratch on the training interactions plus the validation targets for its best
-epoch count. Test targets play no part.
+7-17, where patience alone stopped it; run on for 80 epochs it peaked at 0.058 at epoch 62). The
+combination with the best validation NDCG@10 is then retrained from scratch on the training
+interactions plus the validation targets for its best epoch count. Test targets play no part.
 
 Why Adam and not ``implicit``'s BPR (the method until issue #19): implicit's per-sample SGD at a
 fixed step size did not get there. Over factors {64, 128} x learning rate {0.005, 0.01, 0.02,
@@ -134,7 +134,7 @@ class BPR(ScoringMethod):
         self._curves = [{**setting, "epochs_run": run.epochs_run, "curve": [round(v, 4) for v in run.curve]}
                         for setting, run in zip(settings, runs)]
         final = runs[best]
-        if self.config.refit_with_validation:
+        if self.config.refit_with_validation and valid is not None:  # no validation targets: nothing to add
             final = self._train(torch, with_validation_targets(data), settings[best], None, epochs=final.best_epoch)
         self._factors = final.factors
 
@@ -196,7 +196,8 @@ class BPR(ScoringMethod):
             "chosen": self.chosen, "validation": self.validation, "validation_curves": self._curves,
             "final_model": (
                 f"refit on train + validation targets for {self.chosen['epochs']} epochs"
-                if self.config.refit_with_validation else f"factors after epoch {self.chosen['epochs']}"
+                if self.config.refit_with_validation and self.validation[0][VALIDATION_METRIC] is not None
+                else f"factors after epoch {self.chosen['epochs']}"
             ),
         }
 
