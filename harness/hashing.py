@@ -37,3 +37,55 @@ def hash_arrays(*arrays: np.ndarray) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+# --- canonical table hashes: identical across machines, clones and parquet round trips ---------
+
+FIXED_POINT = 10**6  # floats are hashed as integers of millionths: no raw float bytes, no last-bit noise
+_NA = "\x00"
+
+
+def canonical_column(values: Any) -> bytes:
+    """One column as canonical bytes: integers and rounded floats as decimal text, strings as UTF-8,
+    missing values as NUL; the column's own dtype (int32 or int64, float32 or float64) does not matter."""
+    import pandas as pd
+
+    series = pd.Series(values)
+    missing = series.isna().to_numpy()
+    kind = series.dtype.kind
+    if kind == "b" or (kind == "O" and series.dropna().map(type).eq(bool).all() and (~missing).any()):
+        text = np.where(series.fillna(False).to_numpy(bool), "1", "0").astype(object)
+    elif kind in "iu" or str(series.dtype) in {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64"}:
+        text = series.astype("Int64").astype(str).to_numpy(dtype=object)
+    elif kind == "f" or str(series.dtype).startswith("Float"):
+        floats = series.astype("float64").to_numpy(np.float64, na_value=np.nan)
+        big = np.abs(floats) >= 1e12
+        scaled = np.rint(np.where(big | missing, 0.0, floats) * FIXED_POINT).astype(np.int64)
+        text = scaled.astype(str).astype(object)
+        if big.any():
+            text[big] = [f"e{value:.12g}" for value in floats[big]]
+    else:
+        text = series.map(_canonical_scalar).to_numpy(dtype=object)
+    text = np.array(text, dtype=object)  # a writable copy (pandas may hand back a read-only view)
+    text[missing] = _NA
+    return "\x1f".join(text.tolist()).encode("utf-8")
+
+
+def _canonical_scalar(value: Any) -> str:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return canonical_json([_canonical_scalar(v) for v in value])
+    if isinstance(value, (float, np.floating)):
+        return str(int(np.rint(float(value) * FIXED_POINT)))
+    return str(value)
+
+
+def hash_tables(tables: dict[str, Any], digest: Any = None) -> Any:
+    """Feed every table (by name, then its columns by name, values in row order) into ``digest``."""
+    digest = digest or hashlib.sha256()
+    for name in sorted(tables):
+        frame = tables[name]
+        digest.update(f"\x1etable {name} rows {len(frame)}\n".encode())
+        for column in sorted(map(str, frame.columns)):
+            digest.update(f"\x1dcolumn {column}\n".encode())
+            digest.update(canonical_column(frame[column]))
+    return digest

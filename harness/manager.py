@@ -68,7 +68,11 @@ def plugin_source(pm: pluggy.PluginManager, plugin: Any) -> str:
     for loaded, dist in pm.list_plugin_distinfo():
         if loaded is plugin:
             return f"{dist.project_name} {dist.version}"
-    return "recbench (built-in)" if name in DEFAULT_PLUGINS else "registered in-process"
+    if name in DEFAULT_PLUGINS:
+        from recbench import __version__
+
+        return f"recbench {__version__} (built-in)"
+    return "registered in-process"
 
 
 def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:

@@ -9,6 +9,7 @@ last, so its presence means the run completed.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -34,9 +35,37 @@ def default_results_dir() -> Path:
     return Path(os.environ.get(RESULTS_ENV, "results"))
 
 
-def make_run_id(task: str, fingerprint: str, method: str, config: dict[str, Any], seed: int) -> str:
-    """Equal inputs give the same id: a repeated run is found instead of recomputed."""
-    return stable_hash({"task": task, "protocol": fingerprint, "method": method, "config": config, "seed": seed}, 12)
+def make_run_id(task: str, fingerprint: str, method: str, config: dict[str, Any], seed: int,
+                code: dict[str, Any] | None = None) -> str:
+    """Equal inputs give the same id: a repeated run is found instead of recomputed.
+
+    ``config`` is the resolved config (preset values filled in) and ``code`` the method's code
+    identity (:func:`method_code`), so a changed method, plugin version or preset reruns."""
+    key = {"task": task, "protocol": fingerprint, "method": method, "config": config, "seed": seed}
+    if code is not None:
+        key["code"] = code
+    return stable_hash(key, 12)
+
+
+def method_code(module: str, source: str | bytes, plugin: str) -> dict[str, Any]:
+    """A method's code identity: its plugin package and version, and the SHA-256 of its module source."""
+    blob = source.encode() if isinstance(source, str) else source
+    return {"plugin": plugin, "module": module, "source_sha256": hashlib.sha256(blob).hexdigest()[:16]}
+
+
+def method_code_of(method_cls: type, plugin: str) -> dict[str, Any]:
+    import inspect
+
+    module = sys.modules[method_cls.__module__]
+    path = inspect.getsourcefile(module)
+    source = Path(path).read_bytes() if path else inspect.getsource(module).encode()
+    return method_code(method_cls.__module__, source, plugin)
+
+
+def resolved_config(config: Any) -> Any:
+    """The config with preset values filled in, when its class defines ``resolved()``."""
+    resolve = getattr(config, "resolved", None)
+    return resolve() if callable(resolve) else config
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -29,7 +29,7 @@ from recbench.hashing import hash_arrays
 from recbench.manager import plugin_source
 from recbench.metrics import Outcome, evaluate, summarize_values
 from recbench.registry import Registry
-from recbench.results import ResultStore, SCHEMA, environment, make_run_id, now_iso
+from recbench.results import ResultStore, SCHEMA, environment, make_run_id, method_code_of, now_iso, resolved_config
 from recbench.task import Task, TaskData
 from recbench.worker import DEFAULT_BATCH_SIZE, IN_PROCESS, SESSIONS, WORKER, Limits
 
@@ -81,6 +81,7 @@ class RunPlan:
     protocol: dict[str, Any]
     run_id: str
     context: RunContext
+    code: dict[str, Any]  # the method's code identity (results.method_code), part of the run id
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class Runner:
         catalog = apply_filters(catalog, list(spec.filters))
         task = kind(spec, request.task_settings)
         check_metric_cutoffs(task)
-        return task, method_cls, config, catalog
+        return task, method_cls, config, catalog.with_tie_seed(task.common.tie_seed)
 
     def prepare(self, task: Task, catalog: Catalog, protocol: dict[str, Any]) -> TaskData:
         return prepare_task_data(task, catalog, protocol)
@@ -148,10 +149,12 @@ class Runner:
         task, method_cls, config, catalog = self.resolve(request)
         protocol = task.protocol(catalog)
         config_dict = config_to_dict(config)
-        run_id = make_run_id(task.spec.name, protocol["fingerprint"], method_cls.name, config_dict, request.seed)
+        code = method_code_of(method_cls, self._method_plugin(method_cls.name))
+        run_id = make_run_id(task.spec.name, protocol["fingerprint"], method_cls.name,
+                             config_to_dict(resolved_config(config)), request.seed, code)
         context = RunContext(task.spec.name, method_cls.name, catalog.name, request.seed, config_dict,
                              protocol["fingerprint"], run_id, request.quiet)
-        return RunPlan(task, method_cls, config, catalog, protocol, run_id, context)
+        return RunPlan(task, method_cls, config, catalog, protocol, run_id, context, code)
 
     def protected_paths(self) -> list[Path]:
         return protected_paths(self.store.root)
@@ -200,7 +203,8 @@ class Runner:
             "protocol": plan.protocol,
             "method": {
                 "name": method_cls.name, "description": method_cls.description,
-                "plugin": self._method_plugin(method_cls.name), "config": plan.context.config, "fitted": execution.fitted,
+                "plugin": plan.code["plugin"], "code": plan.code, "config": plan.context.config,
+                "fitted": execution.fitted,
             },
             "seed": request.seed,
             "n_examples": n,
@@ -240,6 +244,7 @@ class Runner:
             spec = replace(spec, dataset=request.dataset)
         catalog = apply_filters(get_catalog(self.registry.datasets.get(spec.dataset), quiet=request.quiet), list(spec.filters))
         task = self.registry.task_kinds.get(spec.kind)(spec, request.task_settings)
+        catalog = catalog.with_tie_seed(task.common.tie_seed)
         protocol = task.protocol(catalog)
         run_id = make_run_id(spec.name, protocol["fingerprint"], ORACLE, {}, 0)
         if not request.force and (cached := self.store.load(spec.name, ORACLE, run_id)) is not None:

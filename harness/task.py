@@ -115,8 +115,14 @@ class CommonParams:
     max_test_examples: int | None = option(
         None, "evaluate on this many test examples, drawn without replacement with a fixed seed (smoke runs of slow methods); None: all"
     )
+    tie_seed: int = option(
+        0, "order of equal timestamps within a user: 0 is the protocol's fixed rule, another seed another fixed order "
+           "(recbench ties measures a metric's spread across them)"
+    )
 
     def __post_init__(self) -> None:
+        if self.tie_seed < 0:
+            raise ValueError(f"tie_seed must be 0 or more, got {self.tie_seed}")
         if self.max_test_examples is not None and self.max_test_examples < 1:
             raise ValueError(f"max_test_examples must be at least 1 (or None for all), got {self.max_test_examples}")
 
@@ -182,6 +188,8 @@ class Task:
         values = config_to_dict(self.params)
         if self.common.max_test_examples is not None:
             values["max_test_examples"] = self.common.max_test_examples
+        if self.common.tie_seed:
+            values["tie_seed"] = self.common.tie_seed
         return values
 
     def check_catalog(self, catalog: Catalog) -> None:
@@ -263,6 +271,7 @@ class Task:
             "dataset_hash": catalog.content_hash(),
             "filters": [{k: v for k, v in f.items() if k != "removed"} for f in catalog.provenance.get("filters", [])],
             "tie_rule": TIE_RULE,
+            "tie_seed": self.common.tie_seed,
             "params": config_to_dict(self.params),
             "contract": self.contract().describe(),
             "split": self.split_description(),

@@ -30,7 +30,7 @@ from recbench.data.artwork_sim import history_bounds
 from recbench.data.catalog import Catalog
 from recbench.errors import ConfigError, TargetLeakError
 from recbench.examples import CatalogView, ExampleSet, FitData, Targets
-from recbench.hashing import stable_hash
+from recbench.hashing import hash_tables, stable_hash
 from recbench.llm.interface import ArtworkChoice
 from recbench.splits import UserSequences
 from recbench.task import Task, TaskData, check_minimums
@@ -237,15 +237,10 @@ def _artwork_tables(catalog: Catalog, task: str) -> tuple[pd.DataFrame, pd.DataF
 
 
 def artwork_tables_hash(catalog: Catalog) -> str:
-    """SHA-256 (16 hex) of the artworks and the log, so a regenerated simulation is a new protocol."""
-    digest = hashlib.sha256()
-    for name in ("artworks", "artwork_log"):
-        frame = catalog.tables.get(name, pd.DataFrame())
-        for column in sorted(frame.columns):
-            values = frame[column]
-            data = values.to_numpy().tobytes() if values.dtype.kind in "iuf" else "\x1f".join(map(str, values)).encode()
-            digest.update(f"{name}.{column}:{len(values)}:".encode() + data)
-    return digest.hexdigest()[:16]
+    """SHA-256 (16 hex) of the artworks and the log in recbench's canonical table form (no raw float
+    bytes: the same simulation hashes alike on any machine), so a regenerated simulation is a new protocol."""
+    tables = {name: catalog.tables.get(name, pd.DataFrame()) for name in ("artworks", "artwork_log")}
+    return hash_tables(tables).hexdigest()[:16]
 
 
 def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:

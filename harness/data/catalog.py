@@ -32,9 +32,10 @@ import pandas as pd
 
 from recbench.errors import DatasetError
 from recbench.examples import CatalogView
-from recbench.hashing import hash_arrays
+from recbench.hashing import hash_tables
 
 TIE_RULE = "timestamp,splitmix64(user_code,item_code)"
+CONTENT_HASH_FORM = "recbench.catalog/2: interactions by ids, items, users, side tables; canonical text"
 INTERACTION_COLUMNS = ("user", "item", "timestamp", "rating")
 
 
@@ -47,6 +48,7 @@ class Catalog:
     provenance: dict[str, Any] = field(default_factory=dict)
     # side tables some tasks need, e.g. ``artworks`` (one row per artwork code) and ``artwork_log``
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _hash: str | None = field(default=None, init=False, repr=False, compare=False)  # content_hash(), once
 
     @property
     def n_users(self) -> int:
@@ -57,14 +59,29 @@ class Catalog:
         return len(self.items)
 
     def content_hash(self) -> str:
-        """SHA-256 of the interactions by original ids: independent of which source was used."""
-        inter = self.interactions
-        return hash_arrays(
-            self.users["user_id"].to_numpy(dtype=str)[inter["user"].to_numpy()].astype("U"),
-            self.items["item_id"].to_numpy(dtype=str)[inter["item"].to_numpy()].astype("U"),
-            inter["timestamp"].to_numpy(np.int64),
-            inter["rating"].to_numpy(np.float32),
-        )[:16]
+        """SHA-256 (16 hex) of everything a method or metric can read: the interactions by original
+        ids, the items and users tables in code order, and every side table, each in the canonical
+        form of :func:`recbench.hashing.hash_tables` (decimal text, floats in millionths), so the
+        same data gives the same hash on any machine, from any source, after any parquet round trip."""
+        if self._hash is None:
+            inter = self.interactions
+            ids = pd.DataFrame({
+                "user_id": self.users["user_id"].to_numpy(dtype=object)[inter["user"].to_numpy()],
+                "item_id": self.items["item_id"].to_numpy(dtype=object)[inter["item"].to_numpy()],
+                "timestamp": inter["timestamp"].to_numpy(np.int64),
+                "rating": inter["rating"].to_numpy(np.float64),
+            })
+            tables = {"interactions": ids, "items": self.items, "users": self.users}
+            tables.update({f"table-{name}": frame for name, frame in self.tables.items()})
+            digest = hash_tables(tables, hashlib.sha256(f"{CONTENT_HASH_FORM}\n".encode()))
+            object.__setattr__(self, "_hash", digest.hexdigest()[:16])
+        return self._hash
+
+    def with_tie_seed(self, tie_seed: int) -> Catalog:
+        """A copy whose equal timestamps are ordered by :func:`tie_key` under ``tie_seed``."""
+        if not tie_seed:
+            return self
+        return replace(self, interactions=sort_interactions(self.interactions, tie_seed))
 
     def view(self) -> CatalogView:
         return CatalogView(self.name, self.items, self.users, dict(self.tables))
@@ -211,9 +228,14 @@ def build_catalog(
     return Catalog(name, encoded, items, users, provenance={"source": source, "filters": []})
 
 
-def tie_key(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """splitmix64 of ``user << 32 | item``: a fixed pseudo-random order of equal timestamps."""
+def tie_key(users: np.ndarray, items: np.ndarray, tie_seed: int = 0) -> np.ndarray:
+    """splitmix64 of ``user << 32 | item``: a fixed pseudo-random order of equal timestamps.
+
+    ``tie_seed`` 0 is the protocol's rule; another seed XORs a splitmix64 of the seed into the
+    input, giving another, equally fixed, order (for measuring how much ties move a metric)."""
     x = (np.asarray(users, np.uint64) << np.uint64(32)) | np.asarray(items, np.uint64)
+    if tie_seed:
+        x = x ^ tie_key(np.zeros(1, np.uint64), np.asarray([tie_seed], np.uint64))[0]
     with np.errstate(over="ignore"):
         x = x + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -221,10 +243,10 @@ def tie_key(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def sort_interactions(frame: pd.DataFrame) -> pd.DataFrame:
+def sort_interactions(frame: pd.DataFrame, tie_seed: int = 0) -> pd.DataFrame:
     """Order by user, timestamp, then :func:`tie_key`; deterministic for any input row order."""
     users, items = frame["user"].to_numpy(), frame["item"].to_numpy()
-    order = np.lexsort((tie_key(users, items), frame["timestamp"].to_numpy(), users))
+    order = np.lexsort((tie_key(users, items, tie_seed), frame["timestamp"].to_numpy(), users))
     return frame.iloc[order].reset_index(drop=True)
 
 
