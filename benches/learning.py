@@ -26,7 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("sft", "sft_number", "dpo", "grpo", "rloo", "sft_reason")
-OUTPUT = {"sft": "text", "sft_number": "number", "dpo": "text", "grpo": "number", "rloo": "number", "sft_reason": "reason"}
+
+
+def answer_format(recipe: str) -> str:
+    """The recipe's default answer format: its untrained start answers in the same one."""
+    from recbench.manager import load_registry
+
+    return load_registry().methods.get(recipe).Config().output
 
 
 def run(method: str, settings: list[str], log: Path) -> tuple[dict, float, float]:
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for recipe in args.recipes.split(","):
-        output = OUTPUT.get(recipe, "text")
+        output = answer_format(recipe)
         start_settings = [f"output={output}", "max_new_tokens=160" if output == "reason" else "max_new_tokens=16"]
         before, _, _ = run("zero_shot", start_settings, out / f"zero_shot-{output}.log")
         after, wall, peak = run(recipe, [f"preset={args.preset}", *args.settings], out / f"{recipe}.log")

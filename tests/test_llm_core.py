@@ -205,3 +205,52 @@ def test_on_policy_trainers_take_steps_and_log_rewards(tmp_path, trainer):
     log = json.loads((tmp_path / "out" / LOG_FILE).read_text())
     assert log["steps"] == 2 and (tmp_path / "out" / "adapter_model.safetensors").is_file()
     assert all("reward" in p and "rewards/metric/mean" in p and "rewards/legal/mean" in p for p in log["curve"])
+
+
+def test_bad_recipe_settings_fail_before_any_training():
+    from recbench.config import build_config
+    from recbench.plugins.llm.grpo import GRPO
+    from recbench.plugins.llm.sft import SFT
+
+    with pytest.raises((ValueError, ConfigError), match="preset"):
+        build_config(SFT.Config, {"preset": "huge"}, owner="method 'sft'")
+    with pytest.raises(UnknownNameError, match="unknown reward 'acuracy'"):
+        GRPO.Config(rewards=("acuracy",)).reward_specs("recall@1")
+    method = SFT(SFT.Config())
+
+    class Tokenizer:
+        model_max_length = 8
+
+        def __call__(self, text, add_special_tokens=False):
+            return type("Encoded", (), {"input_ids": text.split()})()
+
+    method.tokenizer = Tokenizer()
+    method.count_tokens = lambda text: len(method.tokenizer(text).input_ids)
+    method.check_lengths([{"prompt": [{"role": "user", "content": "short prompt"}]}])
+    with pytest.raises(ConfigError, match="longer than the model's context of 8 tokens"):
+        method.check_lengths([{"prompt": [{"role": "user", "content": "a prompt of more than eight words in all of it"}]}])
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.parametrize("kind", ["rerank", "topk"])
+@pytest.mark.parametrize("recipe", ["sft", "dpo", "grpo"])
+def test_recipes_train_and_answer_on_rerank_and_topk(kind, recipe):
+    """The same recipe, no task-specific code: trains on the task's own examples, answers its contract."""
+    from dataclasses import replace
+
+    from recbench.manager import load_registry
+
+    task, data = tiny_task(kind)
+    method_cls = load_registry().methods.get(recipe)
+    settings = dict(model="tiny-random-llama", train_examples=4, valid_examples=3, lr_grid=(1e-2,), max_history_tokens=24,
+                    train_batch_size=2, max_new_tokens=6, cache=False)
+    if recipe == "grpo":
+        settings.update(num_generations=2, prompts_per_step=2, beta=0.0)
+    method = method_cls(method_cls.Config(**settings))
+    method.fit(data.fit)
+    fitted = method.describe()
+    selection = data.fit.llm.selection_metric
+    assert fitted["trainer"] == recipe and f"valid_{selection}" in fitted and fitted["curve"]
+    batch = data.test_inputs.take(np.arange(3))
+    checked = task.contract().validate(method.predict(batch, task.contract()), batch, data.fit.catalog, recipe)
+    assert checked.items.shape[0] == 3

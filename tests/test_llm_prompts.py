@@ -307,10 +307,12 @@ def test_zero_shot_reports_unusable_answers_and_keeps_the_given_order(monkeypatc
 
 
 def test_zero_shot_names_a_missing_artwork_table(fake_backend):
+    from recbench.llm.interface import ArtworkChoice
+
     task, data = tiny_task("rerank")
     method = ZeroShot(ZeroShot.Config(cache=False))
-    method.fit(data.fit)
-    with pytest.raises(RecbenchError, match="no such table"):
+    method.fit(replace(data.fit, llm=ArtworkChoice(data.fit.catalog)))  # an artwork task on a catalog without artworks
+    with pytest.raises(RecbenchError, match="'artworks' table, but catalog .* has none"):
         method.predict(data.test_inputs.take(np.arange(2)), CandidatesContract(k=10, candidate_table="artworks"))
 
 
@@ -327,8 +329,10 @@ def test_zero_shot_artwork_uses_captions_and_the_artwork_table(fake_backend):
         keys=np.array(["196:346"]), users=np.array([0]), histories=Histories.from_lists([[0, 1]], [[1, 2]], [[4, 5]]),
         as_of=np.array([10]), candidates=np.array([[2, 0, 1, -1]]), attributes=pd.DataFrame({"title_item": [4]}),
     )
+    from recbench.llm.interface import ArtworkChoice
+
     method = ZeroShot(ZeroShot.Config(cache=False))
-    method.fit(replace(tiny_task("rerank")[1].fit, catalog=catalog))
+    method.fit(replace(tiny_task("rerank")[1].fit, catalog=catalog, llm=ArtworkChoice(catalog)))
     contract = CandidatesContract(k=4, candidate_table="artworks", id_column="artwork_id")
     preds = method.predict(examples, contract)
     assert preds.items.tolist() == [[1, 2, 0, -1]]  # the last shown caption (artwork 1) first, padding last

@@ -184,6 +184,7 @@ def test_out_of_tree_plugin_installs_and_runs(tmp_path):
     plugins = subprocess.run([*cli, "plugins"], capture_output=True, text=True, env=env)
     assert plugins.returncode == 0, plugins.stderr
     assert "recbench-example-plugin 0.1.0" in plugins.stdout and "cooccurrence" in plugins.stdout
+    assert "grpo_brief" in plugins.stdout  # an LLM recipe with a custom reward, out of tree
     run = subprocess.run(
         [*cli, "run", "--task", "fullrank", "--method", "cooccurrence,most_popular", "--dataset", "synthetic-tiny", "-q"],
         capture_output=True, text=True, env=env,

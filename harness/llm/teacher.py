@@ -36,8 +36,8 @@ def justification_prompt(prompt: BuiltPrompt, answer: int) -> list[dict[str, str
     """``prompt`` (a reasoning prompt) plus the engaged artwork and the request to explain it."""
     messages = [dict(m) for m in prompt.messages]
     messages[-1]["content"] += (
-        f"\n\nThe user engaged with this artwork: <option> {prompt.options[answer]} </option>\n"
-        "Explain in two or three sentences why this artwork appeals to this user, based on their history. "
+        f"\n\nThe user chose this option: <option> {prompt.options[answer]} </option>\n"
+        "Explain in two or three sentences why this option suits this user, based on their history. "
         "Write only the explanation."
     )
     return messages

@@ -1,4 +1,5 @@
-"""``cooccurrence``: score items by how often they follow the user's most recent items in training."""
+"""Two example methods: ``cooccurrence`` (items that follow the user's most recent items in training) and
+``grpo_brief`` (GRPO with a custom reward, see ``brief.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from scipy import sparse
 from recbench import hookimpl
 from recbench.examples import ExampleSet, FitData
 from recbench.method import ScoringMethod
+from recbench_example_plugin.brief import BriefGRPO, brevity  # an LLM recipe with a custom reward
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,10 @@ class Cooccurrence(ScoringMethod):
 @hookimpl
 def recbench_register_methods(register):
     register(Cooccurrence)
+    register(BriefGRPO)
+
+
+@hookimpl
+def recbench_register_rewards(register):
+    register("brevity", brevity)
+
