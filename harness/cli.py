@@ -384,9 +384,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     ablations = registry.tasks.get(args.task).ablations if args.task in registry.tasks else ()
     if args.reference:
         _check_reference(args.reference, args.task, registry, ResultStore(args.results_dir))
+    spec_metrics = registry.tasks.get(args.task).metrics if args.task in registry.tasks else None
     board = render_leaderboard(args.task, ResultStore(args.results_dir), reference=args.reference,
                                metrics=args.metrics.split(",") if args.metrics else None, out_dir=Path(args.out),
-                               ablations=ablations)
+                               ablations=ablations, spec_metrics=spec_metrics)
     path = Path(args.out) / f"{args.task}.md"
     atomic_write_text(path, board.markdown)
     for note in board.notes:

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,10 @@ from tabulate import tabulate
 from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
+from recbench.leaderboard_sections import (
+    ceiling_values, details_section, flag_legend, paired_cell, paired_section, paired_tests, per_example, row_flags,
+    seed_section,
+)
 from recbench.results import ResultStore, atomic_write_text
 
 CEILING_METHODS = frozenset({"oracle"})
@@ -37,6 +41,7 @@ class LeaderboardTable:
     headers: list[str]
     rows: list[list[str]]
     run_ids: list[str]  # the run behind each row, in row order
+    extra: list[str] = field(default_factory=list)  # Markdown lines under the table: flags, paired tests, seeds, details
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ def render_leaderboard(
     metrics: Sequence[str] | None = None,
     out_dir: Path | None = None,
     ablations: Sequence[Ablation] = (),
+    spec_metrics: Sequence[str] | None = None,
 ) -> Leaderboard:
     """Render the leaderboard of ``task`` from the results in ``store``.
 
@@ -81,6 +87,8 @@ def render_leaderboard(
     restricts the metric columns; the primary metric is always shown first. ``out_dir`` is the
     folder the page will be written to: plot links are made relative to it (default: relative to
     the results folder). ``ablations`` (the task spec's) add tables under each protocol's ranking.
+    ``spec_metrics`` (the task spec's metric list) hides metrics older results hold but the task no
+    longer reports (the artwork task's SNIPS).
     """
     notes: list[str] = []
     docs = _load(task, store, notes)
@@ -97,7 +105,19 @@ def render_leaderboard(
     groups_list = list(groups.values())
     if len(groups_list) > 1:
         notes.append(_protocol_note(groups_list))
-    tables = [_table(group, reference, metrics, notes) for group in groups_list]
+    examples: dict[tuple[str, str], dict[str, float]] = {}
+
+    def examples_of(doc: dict[str, Any], metric: str) -> dict[str, float]:
+        key = (doc["run_id"], metric)
+        if key not in examples:
+            folder = store.path(task, doc["method"]["name"], doc["run_id"]).parent
+            examples[key] = per_example(folder / (doc.get("examples_file") or f"{doc['run_id']}.examples.jsonl"), metric)
+        return examples[key]
+
+    if metrics is None and spec_metrics:
+        present = {name for doc in docs for name in doc["metrics"]}
+        metrics = [name for name in spec_metrics if name in present] or None
+    tables = [_table(group, reference, metrics, notes, examples_of) for group in groups_list]
     git = (newest.get("environment") or {}).get("git") or {}
     commit = f"`{git['commit'][:12]}`" if git.get("commit") else "unknown"
     commit += " (dirty tree)" if git.get("dirty") else ""
@@ -159,7 +179,7 @@ def _age(doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def _table(group: list[dict[str, Any]], reference: str | None, only: Sequence[str] | None,
-           notes: list[str]) -> LeaderboardTable:
+           notes: list[str], examples_of: Any = lambda doc, metric: {}) -> LeaderboardTable:
     newest = max(group, key=_age)
     fingerprint = newest["protocol"]["fingerprint"]
     primary = newest.get("primary_metric") or newest["task"]["primary_metric"]
@@ -191,23 +211,32 @@ def _table(group: list[dict[str, Any]], reference: str | None, only: Sequence[st
             notes.append(f"Reference `{reference}` has {len(values)} rows under protocol `{fingerprint}`; Δ% is "
                          f"relative to their mean {primary} ({ref_value:.4f}).")
     relative = [m for m in newest["task"].get("relative_metrics") or [primary] if m in columns] or [primary]
+    tests = paired_tests(rows, ref_rows, primary, examples_of) if reference else {}
     headers = ["rank", "method", *columns]
     if reference:
         headers += [f"Δ% vs {reference}"] if relative == [primary] else [f"Δ% {m} vs {reference}" for m in relative]
-    headers += ["fit", "predict", "command"]
-    cells, rank = [], 0
+        headers += [f"Δ {primary} vs {reference}, paired"] if tests else []
+    headers += ["flags"]
+    ceilings = ceiling_values([r.doc for r in rows if r.ceiling])
+    cells, rank, used = [], 0, set()
     for row in rows:
         ranked = not row.ceiling and row.value(primary) is not None
         rank += ranked
         line = [str(rank) if ranked else "-", row.label + (" (ceiling)" if row.ceiling else "")]
-        line += [_metric_cell(row.doc["metrics"].get(metric)) for metric in columns]
+        line += [_metric_cell(row.doc["metrics"].get(metric), interval=metric == primary) for metric in columns]
         if reference:
             line += [_delta(row in ref_rows, row.value(m), ref_means.get(m)) for m in relative]
-        timing = row.doc.get("timing") or {}
-        line += [_seconds(timing.get("fit_s")), _seconds(timing.get("predict_s"))]
-        line.append(f"`{row.doc['command']}`" if row.doc.get("command") else "-")
+            line += [paired_cell(tests.get(row.doc["run_id"]), row in ref_rows)] if tests else []
+        flags = [] if row.ceiling else row_flags(row.doc, ceilings, columns)
+        used.update(flags)
+        line.append("; ".join(flags) or "-")
         cells.append([cell.replace("|", "\\|") for cell in line])
-    return LeaderboardTable(fingerprint, newest["protocol"], primary, headers, cells, [r.doc["run_id"] for r in rows])
+    extra = flag_legend(used)
+    extra += paired_section(rows, tests, primary, reference) if reference else []
+    extra += seed_section(rows, [primary, *[m for m in relative if m != primary]])
+    extra += details_section(rows, [[row.label, *(_metric_cell(row.doc["metrics"].get(m)) for m in columns[1:])]
+                                    for row in rows] if len(columns) > 1 else [], columns[1:])
+    return LeaderboardTable(fingerprint, newest["protocol"], primary, headers, cells, [r.doc["run_id"] for r in rows], extra)
 
 
 def _metric_columns(group: list[dict[str, Any]], primary: str, only: Sequence[str] | None) -> list[str]:
@@ -272,9 +301,11 @@ def _section(table: LeaderboardTable, group: list[dict[str, Any]], store: Result
         f"## {dataset}, task v{protocol.get('task_version', '?')}, protocol `{table.fingerprint}`",
         "",
         f"Dataset `{dataset}` (content hash `{_show(dataset_hash)}`); split: {split}. Ranked by "
-        f"{table.primary_metric} ({'higher' if higher else 'lower'} is better); brackets are 95% bootstrap CIs.",
+        f"{table.primary_metric} ({'higher' if higher else 'lower'} is better); brackets are 95% bootstrap CIs (the other "
+        "metrics' intervals are in the details below).",
         "",
         tabulate(table.rows, headers=table.headers, tablefmt="github", disable_numparse=True),
+        *table.extra,
     ]
     plots = list(dict.fromkeys(p for doc in sorted(group, key=_age) for p in doc.get("plots") or []))
     if plots:
@@ -340,10 +371,10 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:38] + ".."
 
 
-def _metric_cell(entry: dict[str, Any] | None) -> str:
+def _metric_cell(entry: dict[str, Any] | None, interval: bool = True) -> str:
     if not entry or not isinstance(entry.get("value"), (int, float)):
         return "-"
-    if isinstance(entry.get("ci_low"), (int, float)) and isinstance(entry.get("ci_high"), (int, float)):
+    if interval and isinstance(entry.get("ci_low"), (int, float)) and isinstance(entry.get("ci_high"), (int, float)):
         return f"{entry['value']:.4f} [{entry['ci_low']:.4f}, {entry['ci_high']:.4f}]"
     return f"{entry['value']:.4f}"
 
@@ -354,11 +385,3 @@ def _delta(is_reference: bool, value: float | None, ref: float | None) -> str:
     if ref is None or ref == 0:
         return "n/a"
     return "-" if value is None else f"{(value / ref - 1) * 100:+.1f}%"
-
-
-def _seconds(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    if value < 60:
-        return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"
-    return f"{value / 60:.1f}min" if value < 3600 else f"{value / 3600:.1f}h"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 import pytest
 
 from recbench.errors import RecbenchError
@@ -76,8 +78,13 @@ def add(store, *docs):
         store.write(doc, [])
 
 
-def table_rows(markdown):
-    """Each Markdown table as a list of dicts keyed by header."""
+def table_rows(markdown, first=("rank", "run")):
+    """Each Markdown table whose first header is in ``first`` (rankings and ablations by default), as
+    a list of dicts keyed by header."""
+    return [t for t, h in _tables(markdown) if h[0] in first]
+
+
+def _tables(markdown):
     tables, current, headers = [], None, None
     for line in markdown.splitlines():
         if not line.startswith("|"):
@@ -86,7 +93,7 @@ def table_rows(markdown):
         cells = [c.strip() for c in line.strip("|").split(" | ")]
         if headers is None:
             headers, current = cells, []
-            tables.append(current)
+            tables.append((current, headers))
         elif not set(line) <= set("|-: "):
             current.append(dict(zip(headers, cells)))
     return tables
@@ -98,10 +105,15 @@ def test_rows_ranked_by_primary_metric_with_ci(store):
     (rows,) = table_rows(board.markdown)
     assert [(r["rank"], r["method"]) for r in rows] == [("1", "sasrec"), ("2", "bpr"), ("3", "pop")]
     assert rows[0]["ndcg@10"] == "0.3000 [0.2900, 0.3100]"
-    assert rows[0]["hr@10"] == "0.5000 [0.4800, 0.5200]"
+    assert rows[0]["hr@10"] == "0.5000"  # intervals of the other metrics sit in the details
+    intervals = next(t for t, h in _tables(board.markdown) if h == ["row", "hr@10"])
+    assert intervals[0] == {"row": "sasrec", "hr@10": "0.5000 [0.4800, 0.5200]"}
     assert list(rows[0])[:4] == ["rank", "method", "ndcg@10", "hr@10"]  # primary metric first
-    assert rows[0]["command"] == f"`recbench run --task {TASK} --method sasrec --seed 0`"
-    assert rows[0]["fit"] == "1.50s" and rows[0]["predict"] == "0.25s"
+    assert "command" not in rows[0] and "fit" not in rows[0]  # the main table stays narrow
+    (details,) = [t for t, h in _tables(board.markdown) if "command" in h]
+    assert details[0]["command"] == f"`recbench run --task {TASK} --method sasrec --seed 0`"
+    assert details[0]["fit"] == "1.50s" and details[0]["predict"] == "0.25s"
+    assert board.markdown.index("<details>") < board.markdown.index("| sasrec | `")
     assert board.markdown.startswith(f"# Leaderboard: {TASK}\n\nToy next-item ranking\n")
     assert f"`recbench leaderboard --task {TASK}`" in board.markdown and "do not edit by hand" in board.markdown
     assert "`0123456789ab`" in board.markdown
@@ -272,3 +284,72 @@ def test_ablation_tables_arrange_runs_against_a_filtered_reference(store, tmp_pa
         Ablation.from_dict({"title": "t", "methods": ["a"], "unknown_key": 1}, "spec")
     with pytest.raises(RegistrationError, match="'method' key"):
         Ablation.from_dict({"title": "t", "methods": ["a"], "reference": {"output": "text"}}, "spec")
+
+
+# --- trust flags, paired significance and seed aggregates ------------------------------------------
+
+
+def _with_examples(store, doc, values):
+    store.write(doc, [{"key": f"u{i}", "metrics": {"ndcg@10": v}} for i, v in enumerate(values)])
+
+
+def test_rows_above_the_ceiling_in_process_dirty_or_third_party_are_flagged(store):
+    honest = make_doc("pop", 0.10)
+    honest["execution"] = {"isolation": "worker"}
+    cheat = make_doc("cheat", 0.95)  # above the oracle's 0.60
+    perfect = make_doc("perfect", 1.0, proto=None, config={"dim": 9})  # at the metric's maximum
+    dirty = make_doc("dirty", 0.20)
+    dirty["environment"]["git"]["dirty"] = True
+    third = make_doc("shop", 0.30)
+    third["method"]["plugin"] = "recbench-shop 0.2.0"
+    oracle = make_doc("oracle", 0.60, config={}, ceiling=True)
+    for doc in (cheat, perfect, dirty, third):
+        doc["execution"] = {"isolation": "worker"}
+    add(store, honest, cheat, perfect, dirty, third, oracle, make_doc("debugged", 0.15))
+    (rows,) = table_rows(render_leaderboard(TASK, store).markdown)
+    flags = {r["method"]: r["flags"] for r in rows}
+    assert flags["cheat"] == "above ceiling (ndcg@10)" and flags["perfect"] == "above ceiling (ndcg@10)"
+    assert flags["pop"] == "-" and flags["dirty"] == "dirty tree" and flags["shop"] == "plugin: recbench-shop 0.2.0"
+    assert flags["debugged"] == "in-process" and flags["oracle (ceiling)"] == "-"
+    assert "*above ceiling*: a value above the oracle row" in render_leaderboard(TASK, store).markdown
+
+
+def test_paired_differences_against_the_reference_with_holm(store):
+    rng = np.random.default_rng(0)
+    base = rng.random(200)
+    better = np.clip(base + 0.2, 0, 1)
+    same = base + rng.normal(0, 0.01, 200)
+    for name, values in (("pop", base), ("better", better), ("same", same)):
+        doc = make_doc(name, float(np.mean(values)))
+        _with_examples(store, doc, values)
+    board = render_leaderboard(TASK, store, reference="pop").markdown
+    (rows,) = table_rows(board)
+    cell = {r["method"]: r["Δ ndcg@10 vs pop, paired"] for r in rows}
+    assert cell["pop"] == "ref"
+    assert cell["better"] == f"{np.mean(better - base):+.4f}"  # significant: no n.s. mark
+    assert cell["same"] == f"{np.mean(same - base):+.4f} (n.s.)"
+    (paired,) = table_rows(board, first=("row",))[:1]
+    detail = {r["row"]: r for r in paired}
+    assert float(detail["better"]["p (sign-flip)"]) < 0.001 and detail["better"]["significant at 0.05"] == "yes"
+    assert float(detail["same"]["p (Holm)"]) >= float(detail["same"]["p (sign-flip)"]) > 0.05
+    low, high = (float(x) for x in detail["better"]["95% CI (paired bootstrap)"].strip("[]").split(", "))
+    assert low < np.mean(better - base) < high
+
+
+def test_seeds_aggregate_as_mean_and_sd(store):
+    values = [0.10, 0.20, 0.30]
+    add(store, *(make_doc("sasrec", v, seed=s) for s, v in enumerate(values)), make_doc("pop", 0.05))
+    board = render_leaderboard(TASK, store).markdown
+    seeds = [t for t, h in _tables(board) if h[:2] == ["method", "seeds"]]
+    assert seeds and seeds[0] == [{"method": "sasrec", "seeds": "0, 1, 2", "ndcg@10": "0.2000 ± 0.1000"}]
+
+
+def test_stats_known_answers():
+    from recbench.stats import holm, paired_difference
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    constant = paired_difference(np.full(100, 0.6), np.full(100, 0.5))
+    assert constant.mean == pytest.approx(0.1) and constant.ci_low == pytest.approx(0.1) == constant.ci_high
+    assert constant.p_value == pytest.approx(1 / 2001)
+    null = paired_difference(np.zeros(50), np.zeros(50))
+    assert null.mean == 0 and null.p_value == 1.0 and not null.significant

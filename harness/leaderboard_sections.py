@@ -1,0 +1,194 @@
+"""What a reviewer asks of a leaderboard row, computed from the results files alone.
+
+- :func:`row_flags`: a row above the task's ceiling (the oracle row, or a bounded metric's maximum),
+  recorded from a dirty tree or with ``--in-process``, or from a third-party plugin (named).
+- :func:`paired_tests`: each row against the protocol's reference row on the same examples
+  (:mod:`recbench.stats`: paired bootstrap CI, sign-flip p-value, Holm across the table's rows).
+- :func:`seed_section`: rows that differ only by seed, as mean ± sd across seeds.
+- :func:`details_section`: commands, plugins, isolation and times, out of the main table.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from recbench.metrics import parse_metric_name
+from recbench.stats import PairedDifference, holm, mean_sd, paired_difference
+
+BOUNDED = frozenset({"hr", "ndcg", "recall", "precision", "mrr", "accuracy"})  # families whose maximum is 1
+FLAG_LEGEND = {
+    "above ceiling": "a value above the oracle row or at the metric's maximum: check the method for leaked targets",
+    "in-process": "run with --in-process (or before worker isolation): the method shared memory with the targets",
+    "dirty tree": "recorded from a git tree with uncommitted changes: the commit alone does not reproduce it",
+    "plugin": "a third-party plugin package, named with its version",
+}
+
+
+def isolation(doc: dict[str, Any]) -> str:
+    return ((doc.get("execution") or {}).get("isolation")) or "in-process"
+
+
+def row_flags(doc: dict[str, Any], ceilings: dict[str, float], metrics: Sequence[str]) -> list[str]:
+    """Short flags for one row; ``ceilings`` maps metric -> the oracle row's value in this table."""
+    flags = []
+    for metric in metrics:
+        entry = doc["metrics"].get(metric) or {}
+        value = entry.get("value")
+        if not isinstance(value, (int, float)):
+            continue
+        family = parse_metric_name(metric)[0]
+        higher = entry.get("higher_is_better", True)
+        above_oracle = metric in ceilings and (value > ceilings[metric] + 1e-12 if higher else value < ceilings[metric] - 1e-12)
+        if above_oracle or (family in BOUNDED and value >= 1.0 - 1e-12):
+            flags.append(f"above ceiling ({metric})")
+            break
+    if isolation(doc) != "worker":
+        flags.append("in-process")
+    if ((doc.get("environment") or {}).get("git") or {}).get("dirty"):
+        flags.append("dirty tree")
+    plugin = str(doc["method"].get("plugin") or "")
+    if plugin and "built-in" not in plugin:
+        flags.append(f"plugin: {plugin}")
+    return flags
+
+
+def ceiling_values(ceiling_docs: list[dict[str, Any]]) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for doc in ceiling_docs:
+        for metric, entry in doc["metrics"].items():
+            if isinstance(entry.get("value"), (int, float)):
+                values[metric] = float(entry["value"])
+    return values
+
+
+def per_example(path: Path, metric: str) -> dict[str, float]:
+    """``key -> value`` of one metric from a per-example file (``.jsonl`` or ``.jsonl.gz``)."""
+    if not path.is_file():
+        gz = path.with_name(path.name + ".gz")
+        if not gz.is_file():
+            return {}
+        path = gz
+    opener = gzip.open if path.suffix == ".gz" else open
+    values = {}
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            value = (row.get("metrics") or {}).get(metric)
+            if value is not None:
+                values[str(row["key"])] = float(value)
+    return values
+
+
+def paired_tests(rows: list[Any], ref_rows: list[Any], metric: str, examples_of) -> dict[str, PairedDifference]:
+    """``run id -> PairedDifference`` of each non-reference row against the reference row of the same
+    seed (else the first), on the examples both scored; Holm-adjusted across the rows."""
+    if not ref_rows or parse_metric_name(metric)[0] == "snips":  # a ratio of sums: not a mean of pairs
+        return {}
+    ref_ids = {r.doc["run_id"] for r in ref_rows}
+    ref_values = {r.doc["run_id"]: examples_of(r.doc, metric) for r in ref_rows}
+    found: dict[str, PairedDifference] = {}
+    for row in rows:
+        if row.doc["run_id"] in ref_ids or row.ceiling:
+            continue
+        ref = next((r for r in ref_rows if r.doc.get("seed") == row.doc.get("seed")), ref_rows[0])
+        mine, theirs = examples_of(row.doc, metric), ref_values[ref.doc["run_id"]]
+        keys = sorted(set(mine) & set(theirs))
+        if len(keys) < 2:
+            continue
+        found[row.doc["run_id"]] = paired_difference([mine[k] for k in keys], [theirs[k] for k in keys])
+    adjusted = holm([d.p_value for d in found.values()])
+    return {run_id: PairedDifference(d.mean, d.ci_low, d.ci_high, d.p_value, d.n, p)
+            for (run_id, d), p in zip(found.items(), adjusted)}
+
+
+def paired_cell(diff: PairedDifference | None, is_reference: bool) -> str:
+    if is_reference:
+        return "ref"
+    if diff is None:
+        return "-"
+    return f"{diff.mean:+.4f}" + ("" if diff.significant else " (n.s.)")
+
+
+def paired_section(rows: list[Any], tests: dict[str, PairedDifference], metric: str, reference: str) -> list[str]:
+    if not tests:
+        return []
+    cells = []
+    for row in rows:
+        diff = tests.get(row.doc["run_id"])
+        if diff is None:
+            continue
+        cells.append([row.label, f"{diff.mean:+.4f}", f"[{diff.ci_low:+.4f}, {diff.ci_high:+.4f}]", f"{diff.p_value:.4f}",
+                      f"{diff.p_holm:.4f}", "yes" if diff.significant else "no (n.s.)", str(diff.n)])
+    headers = ["row", f"Δ {metric}", "95% CI (paired bootstrap)", "p (sign-flip)", "p (Holm)", "significant at 0.05", "pairs"]
+    return ["", f"Paired differences vs `{reference}` on the same examples (row minus reference; 2,000 resamples; Holm "
+            "across this table's rows):", "", _table(cells, headers)]
+
+
+def seed_section(rows: list[Any], metrics: Sequence[str]) -> list[str]:
+    """One line per method and config run with several seeds: mean ± sd of each metric."""
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        if not row.ceiling:
+            key = (row.method, json.dumps(row.doc["method"].get("config") or {}, sort_keys=True))
+            groups.setdefault(key, []).append(row)
+    cells = []
+    for (method, _), same in groups.items():
+        seeds = sorted(r.doc.get("seed") for r in same)
+        if len(seeds) < 2:
+            continue
+        label = same[0].label.replace(f", seed {same[0].doc.get('seed')}", "").replace(f" (seed {same[0].doc.get('seed')})", "")
+        line = [label, ", ".join(map(str, seeds))]
+        for metric in metrics:
+            values = [v for v in (r.value(metric) for r in same) if v is not None]
+            line.append(_mean_sd(values) if len(values) == len(same) else "-")
+        cells.append(line)
+    if not cells:
+        return []
+    return ["", "Across seeds (mean ± sample sd; each seed's own row and 95% interval are in the table above):", "",
+            _table(cells, ["method", "seeds", *metrics])]
+
+
+def details_section(rows: list[Any], intervals: list[list[str]] = (), metrics: Sequence[str] = ()) -> list[str]:
+    """Collapsed: every metric with its interval, then each run's command, plugin, isolation and times."""
+    lines = []
+    if intervals:
+        lines = ["", "<details><summary>Every metric with its 95% bootstrap interval</summary>", "",
+                 _table(intervals, ["row", *metrics]), "", "</details>"]
+    cells = []
+    for row in rows:
+        timing = row.doc.get("timing") or {}
+        cells.append([row.label, f"`{row.doc['run_id']}`", str(row.doc["method"].get("plugin") or "-"), isolation(row.doc),
+                      _seconds(timing.get("fit_s")), _seconds(timing.get("predict_s")),
+                      f"`{row.doc['command']}`" if row.doc.get("command") else "-"])
+    headers = ["row", "run id", "plugin", "isolation", "fit", "predict", "command"]
+    return lines + ["", "<details><summary>Runs: commands, plugins, isolation and times</summary>", "",
+                    _table(cells, headers), "", "</details>"]
+
+
+def flag_legend(used: set[str]) -> list[str]:
+    shown = [f"*{name}*: {text}" for name, text in FLAG_LEGEND.items() if any(u.startswith(name) for u in used)]
+    return ["", "Flags: " + "; ".join(shown) + "."] if shown else []
+
+
+def _mean_sd(values: list[float]) -> str:
+    mean, sd = mean_sd(values)
+    return f"{mean:.4f} ± {sd:.4f}"
+
+
+def _table(cells: list[list[str]], headers: list[str]) -> str:
+    return tabulate([[c.replace("|", "\\|") for c in line] for line in cells], headers=headers, tablefmt="github",
+                    disable_numparse=True)
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    if value < 60:
+        return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"
+    return f"{value / 60:.1f}min" if value < 3600 else f"{value / 3600:.1f}h"
