@@ -254,3 +254,17 @@ def test_recipes_train_and_answer_on_rerank_and_topk(kind, recipe):
     batch = data.test_inputs.take(np.arange(3))
     checked = task.contract().validate(method.predict(batch, task.contract()), batch, data.fit.catalog, recipe)
     assert checked.items.shape[0] == 3
+
+
+def test_title_gold_lists_survive_apostrophes():
+    from types import SimpleNamespace
+
+    from recbench.examples import CatalogView, Targets
+    from recbench.llm.interface import TitleList
+    from recbench.llm.parsing import parse_title_list
+
+    items = pd.DataFrame({"item_id": [1, 2], "title": ["Schindler's List", "Back\\slash"], "year": [1993, 1990], "genres": ["", ""]})
+    interface = TitleList(CatalogView("c", items, pd.DataFrame({"user_id": ["1"]})), SimpleNamespace(k=5))
+    gold = interface.gold(None, Targets.from_lists([[0, 1]]), [None], PromptStyle())
+    assert gold[0].startswith("['")  # the prompt's forced prefix
+    assert parse_title_list(gold[0]).titles == ["Schindler's List (1993)", "Back\\slash (1990)"]

@@ -333,13 +333,14 @@ class TitleList(TaskInterface):
                  "gold": [] if targets is None else targets.items_of(row).tolist()} for row in range(len(prompts))]
 
     def gold(self, examples, targets, prompts, style):
+        """The next ``k`` titles as a Python list in single quotes (the prompt's format and forced prefix ``['``)."""
         out = []
-        for prompt, row in zip(prompts, range(len(examples))):
+        for row in range(len(targets)):
             titles = [self.items.titles[int(i)] for i in targets.items_of(row)[: self.k]]
             if not titles:
                 raise ConfigError("an example has no target items, so it has no gold list")
-            listed = ", ".join(repr(t) for t in titles)
-            out.append(f"[{listed}]" if not prompt.forced_prefix else prompt.forced_prefix + listed[1:] + "]")
+            quoted = ("'" + t.replace("\\", "\\\\").replace("'", "\\'") + "'" for t in titles)
+            out.append("[" + ", ".join(quoted) + "]")
         return out
 
     def rejected(self, examples, targets, prompts, style, rng):
