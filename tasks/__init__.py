@@ -15,9 +15,10 @@ def recbench_register_task_kinds(register):
     from recbench.tasks.fullrank import FullRankTask
     from recbench.tasks.learnability import LearnabilityTask
     from recbench.tasks.rerank import RerankTask
+    from recbench.tasks.session import SessionTask
     from recbench.tasks.topk import TopKTask
 
-    for kind in (FullRankTask, RerankTask, TopKTask, ArtworkTask, LearnabilityTask):
+    for kind in (FullRankTask, RerankTask, TopKTask, ArtworkTask, LearnabilityTask, SessionTask):
         register(kind)
 
 
