@@ -167,19 +167,36 @@ def token_row_weights(model: Any) -> dict[str, Any]:
     return weights
 
 
-def load_model(folder: Path, dtype: Any) -> tuple[Any, Any]:
-    """Model and tokenizer of a model folder, or of a checkpoint (its parent chain applied, merged)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_model(folder: Path, dtype: Any, task_type: str | None = None) -> tuple[Any, Any]:
+    """Model and tokenizer of a model folder, or of a checkpoint (its parent chain applied, merged).
+
+    ``task_type`` ``"SEQ_CLS"`` loads a model folder as a one-output sequence classifier (a reward
+    model's base); a checkpoint says itself which kind it is (``task_type`` in its parent file).
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     parent_file = folder / PARENT_FILE
     if not parent_file.is_file():
+        if task_type == "SEQ_CLS":
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=dtype, num_labels=1)
+            model.config.pad_token_id = tokenizer.pad_token_id
+            return model, tokenizer
         return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), AutoTokenizer.from_pretrained(folder)
     import torch
     from peft import PeftModel
     from safetensors.torch import load_file
 
     parent = json.loads(parent_file.read_text())
-    model, _ = load_model(Path(parent["path"]), dtype)
+    kind = parent.get("task_type", "CAUSAL_LM")
+    if task_type not in (None, kind):
+        raise RecbenchError(f"checkpoint {folder.name} holds a {kind} model; a {task_type} model cannot start from it "
+                            "(a reward model starts from a model folder, e.g. the base model).")
+    if kind == "SEQ_CLS" and (Path(parent["path"]) / PARENT_FILE).is_file():
+        raise RecbenchError(f"checkpoint {folder.name}: a reward model's parent must be a model folder, not a checkpoint.")
+    model, _ = load_model(Path(parent["path"]), dtype, kind)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ids = add_tokens(tokenizer, model, tuple(parent["new_tokens"]))
     rows = load_file(folder / ROWS_FILE)
@@ -187,6 +204,8 @@ def load_model(folder: Path, dtype: Any) -> tuple[Any, Any]:
         for name, weight in token_row_weights(model).items():
             weight[ids] = rows[name].to(weight.dtype)
     model = PeftModel.from_pretrained(model, folder).merge_and_unload()
+    if kind == "SEQ_CLS":
+        model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
@@ -201,13 +220,14 @@ def run_job(job: TrainJob, output: Path) -> None:
 
     torch.manual_seed(job.seed)
     dtype = _dtype(job.dtype)
-    model, tokenizer = load_model(Path(job.parent), dtype)
+    trainer_spec = get_trainer(job.algorithm)
+    task_type = getattr(trainer_spec, "task_type", "CAUSAL_LM")  # SEQ_CLS: a reward model's scalar head
+    model, tokenizer = load_model(Path(job.parent), dtype, task_type)
     ids = add_tokens(tokenizer, model, job.new_tokens)
     targets = job.target_modules[0] if job.target_modules == ("all-linear",) else list(job.target_modules)
     lora = LoraConfig(r=job.lora_rank, lora_alpha=job.lora_alpha, lora_dropout=job.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+                      target_modules=targets, task_type=task_type)
     model = get_peft_model(model, lora)
-    trainer_spec = get_trainer(job.algorithm)
     if job.train_new_tokens and trainer_spec.trains_new_tokens and ids:
         mask = torch.zeros(len(tokenizer), 1)
         mask[ids] = 1.0
@@ -246,7 +266,10 @@ def run_job(job: TrainJob, output: Path) -> None:
         tokenizer.save_pretrained(output)
         save_file({name: w.detach()[ids].float().contiguous() for name, w in token_row_weights(model).items()},
                   output / ROWS_FILE)
-        (output / PARENT_FILE).write_text(json.dumps({"path": str(Path(job.parent).resolve()), "new_tokens": list(job.new_tokens)}))
+        parent = {"path": str(Path(job.parent).resolve()), "new_tokens": list(job.new_tokens)}
+        if task_type != "CAUSAL_LM":
+            parent["task_type"] = task_type
+        (output / PARENT_FILE).write_text(json.dumps(parent))
         log = {"train_loss": round(float(result.training_loss), 6), "steps": int(result.global_step),
                "train_seconds": round(seconds, 1), "rows": len(rows), "rows_used": used,
                "world_size": trainer.accelerator.num_processes,
@@ -255,7 +278,7 @@ def run_job(job: TrainJob, output: Path) -> None:
         (output / LOG_FILE).write_text(json.dumps(log, indent=1))
 
 
-CURVE_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl")
+CURVE_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "accuracy", "margin")
 
 
 def curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:

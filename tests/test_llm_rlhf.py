@@ -1,0 +1,199 @@
+"""RLHF pieces: preference pairs ranked by the task's metric, the reward model, PPO by hand and on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from recbench.llm.preferences import PreferenceReport, preference_pairs, rank_pairs, sample_replies
+from recbench.llm.rewards import RewardSpec, build_reward
+
+
+@pytest.fixture
+def title_row(tmp_path):
+    catalog = tmp_path / "catalog.json"
+    pd.DataFrame({"title": ["Alpha Road", "Beta Garden", "Gamma Tower"], "year": [1990, 1991, 1995]}).to_json(
+        catalog, orient="records")
+    return {"reader": "titles", "catalog": str(catalog), "threshold": 80.0, "k": 5, "gold": [0, 2]}
+
+
+# --- preference pairs ----------------------------------------------------------------------------
+
+
+def test_rank_pairs_orders_by_score_and_drops_ties():
+    report = PreferenceReport()
+    pairs = rank_pairs(["a", "b", "c", "d", "a"], [0.5, 0.2, 0.5, 0.0, 0.5], report)
+    # 10 candidate pairs: (0,2) and (2,4) tie, (0,4) is the same text; 7 are kept, higher score chosen
+    assert report.candidate_pairs == 10 and report.pairs_dropped_tied == 2 and report.pairs_dropped_same_text == 1
+    assert sorted(pairs) == sorted([(0, 1), (0, 3), (2, 1), (1, 3), (2, 3), (4, 1), (4, 3)])
+    assert report.pairs_built == 7
+
+
+def test_preference_pairs_score_by_ndcg_and_count_ungrounded_replies(title_row):
+    ndcg = build_reward(RewardSpec("metric", args={"name": "ndcg@5"}))
+    both = "['Alpha Road (1990)', 'Gamma Tower (1995)']"
+    one = "['Beta Garden (1991)', 'Gamma Tower (1995)']"
+    nothing, garbage = "['Zzzz Qqqq', 'Wwww Xxxx']", "no list at all"
+    prompt = SimpleNamespace(messages=({"role": "user", "content": "five titles"},))
+    pairs, report = preference_pairs([prompt], [[both, one, nothing, garbage]], [title_row], ndcg)
+    # both > one > nothing == garbage (0, a tie: dropped); 6 candidates, 5 kept
+    assert report.ungrounded_samples == 2 and report.samples == 4
+    assert report.pairs_built == 5 and report.pairs_dropped_tied == 1
+    first = pairs[0]
+    assert first["chosen"][0]["content"] == both and first["rejected"][0]["content"] == one
+    assert first["score_chosen"] == pytest.approx(1.0)
+    assert first["score_rejected"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert all(p["score_chosen"] > p["score_rejected"] for p in pairs)
+    assert all(p["prompt"] == [{"role": "user", "content": "five titles"}] for p in pairs)
+    assert {p["rejected"][0]["content"] for p in pairs if p["score_rejected"] == 0} == {nothing, garbage}
+    # a prompt whose replies all ground to nothing gives no pair and is counted
+    pairs, report = preference_pairs([prompt], [[nothing, garbage, "['Qq']"]], [title_row], ndcg)
+    assert pairs == [] and report.prompts_without_pairs == 1 and report.ungrounded_samples == 3
+    assert report.to_dict()["pref_pairs_dropped_tied"] == 3
+
+
+def test_sampling_asks_n_replies_per_prompt_once_and_keeps_the_prefix():
+    calls = []
+
+    class Backend:
+        def generate(self, prompts, params):
+            calls.append((len(prompts), params.num_return_sequences, params.temperature))
+            return [[SimpleNamespace(text=f"{i}-{j}']") for j in range(params.num_return_sequences)] for i in range(len(prompts))]
+
+    prompts = [SimpleNamespace(messages=({"role": "user", "content": str(i)},), forced_prefix="['", stop=()) for i in range(3)]
+    replies = sample_replies(Backend(), prompts, 4, max_new_tokens=8)
+    assert calls == [(3, 4, 1.0)] and replies[2] == ["['2-0']", "['2-1']", "['2-2']", "['2-3']"]
+    with pytest.raises(Exception, match="at least 2"):
+        sample_replies(Backend(), prompts, 1, max_new_tokens=8)
+
+
+# --- PPO by hand -----------------------------------------------------------------------------------
+
+
+def test_token_rewards_and_gae_match_a_hand_computation():
+    import torch
+
+    from recbench.llm.trainers.ppo import gae, token_rewards
+
+    # one reply of 3 tokens, another of 2 (right-padded)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    logp = torch.tensor([[-1.0, -2.0, -1.0], [-1.0, -1.0, -5.0]])
+    ref = torch.tensor([[-1.5, -2.0, -0.5], [-1.0, -2.0, -9.0]])
+    rewards = token_rewards(torch.tensor([1.0, 2.0]), logp, ref, mask, kl_coef=0.1)
+    # -0.1 * (logp - ref), the score on the last real token
+    assert rewards.flatten().tolist() == pytest.approx([-0.05, 0.0, 1.0 + 0.05, 0.0, 2.0 - 0.1, 0.0])
+    values = torch.tensor([[0.5, 0.4, 0.3], [1.0, 0.8, 7.0]])
+    adv, ret = gae(rewards, values, mask, gamma=0.9, lam=0.5)
+    # row 0: deltas d2 = 1.05 - 0.3 = 0.75; d1 = 0 + 0.9*0.3 - 0.4 = -0.13; d0 = -0.05 + 0.9*0.4 - 0.5 = -0.19
+    a2 = 0.75
+    a1 = -0.13 + 0.45 * a2
+    a0 = -0.19 + 0.45 * a1
+    # row 1: the padded value (7.0) is ignored; d1 = 1.9 - 0.8 = 1.1; d0 = 0 + 0.9*0.8 - 1.0 = -0.28
+    b1 = 1.1
+    b0 = -0.28 + 0.45 * b1
+    assert adv.flatten().tolist() == pytest.approx([a0, a1, a2, b0, b1, 0.0])
+    assert ret.flatten().tolist() == pytest.approx([a0 + 0.5, a1 + 0.4, a2 + 0.3, b0 + 1.0, b1 + 0.8, 0.0])
+
+
+def test_clipped_ppo_loss_matches_a_hand_computation():
+    import torch
+
+    from recbench.llm.trainers.ppo import ppo_loss
+
+    old = torch.zeros(1, 4)
+    new = torch.log(torch.tensor([[1.5, 0.5, 1.1, 2.0]]))  # ratios 1.5, 0.5, 1.1, 2.0 (last one masked out)
+    adv = torch.tensor([[1.0, 1.0, -2.0, 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    values = torch.tensor([[0.5, 0.0, 1.0, 0.0]])
+    old_values = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
+    returns = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    loss, stats = ppo_loss(new, old, adv, values, old_values, returns, mask, cliprange=0.2, cliprange_value=0.2, vf_coef=0.5)
+    # token 0: min(1.5*1, 1.2*1) = 1.2; token 1: min(0.5, 0.8) = 0.5; token 2 (A<0): min(1.1*-2, 1.1*-2) = -2.2
+    pg = -(1.2 + 0.5 - 2.2) / 3
+    # values clipped to old +- 0.2: token 0 max((0.5-1)^2, (0.2-1)^2) = 0.64; token 1: 1; token 2: max(1, 0.04) = 1
+    vf = 0.5 * (0.64 + 1.0 + 1.0) / 3
+    assert stats["pg_loss"] == pytest.approx(pg) and stats["vf_loss"] == pytest.approx(vf)
+    assert loss.item() == pytest.approx(pg + 0.5 * vf)
+    assert stats["clipfrac"] == pytest.approx(2 / 3)  # 1.5 and 0.5 lie outside [0.8, 1.2]
+
+
+# --- the reward model and PPO on the tiny random model ----------------------------------------------
+
+
+def _prompt(tokenizer, text):
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_reward_model_trains_scores_and_serves_as_a_reward_then_ppo_takes_steps(tmp_path, monkeypatch, title_row):
+    from transformers import AutoTokenizer
+
+    from recbench.llm.models import resolve_model
+    from recbench.llm.reward_model import RewardModelError, pairwise_accuracy, same_tokenizer
+    from recbench.llm.training import LOG_FILE, TrainJob, load_model, trained_checkpoint
+
+    monkeypatch.setenv("RECBENCH_HOME", str(tmp_path / "home"))
+    base = resolve_model("tiny-random-llama").path
+    say = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
+    pairs = [{"prompt": [{"role": "user", "content": f"user {i}"}], "chosen": say("['Alpha Road']"),
+              "rejected": say("zzz"), "score_chosen": 1.0, "score_rejected": 0.0} for i in range(4)]
+    rows = tmp_path / "pairs.jsonl"
+    rows.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    job = TrainJob("reward_model", str(base), str(rows), lr=5e-3, epochs=2, batch_size=2, new_tokens=("<option>",),
+                   gradient_checkpointing=False)
+    checkpoint = trained_checkpoint(job)
+    parent = json.loads((checkpoint.path / "parent.json").read_text())
+    assert parent["task_type"] == "SEQ_CLS" and checkpoint.provenance["steps"] == 4
+    from safetensors import safe_open
+
+    with safe_open(checkpoint.path / "adapter_model.safetensors", "pt") as saved:
+        assert any(".score." in key for key in saved.keys())  # the head is trained and saved beside the adapter
+    model, _ = load_model(checkpoint.path, None)
+    assert model.config.num_labels == 1 and model.score.weight.shape[0] == 1
+    accuracy = pairwise_accuracy(str(checkpoint.path), pairs, n_boot=50)
+    assert accuracy["rm_heldout_pairs"] == 4 and 0 <= accuracy["rm_heldout_accuracy"] <= 1
+    low, high = accuracy["rm_heldout_accuracy_ci95"]
+    assert low <= accuracy["rm_heldout_accuracy"] <= high
+
+    # the reward by name, on the prompt carried in the answer row
+    from recbench.llm.reward_model import register
+
+    register()
+    reward = build_reward(RewardSpec("reward_model", args={"checkpoint": str(checkpoint.path)}))
+    values = reward(["['Alpha Road']", "zzz"], [{"rm_prompt": pairs[0]["prompt"]}] * 2)
+    assert len(values) == 2 and all(math.isfinite(v) for v in values)
+
+    # PPO from the base model against that reward model: a few steps, rewards logged
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    ppo_rows = [{"prompt": _prompt(tokenizer, f"user {i}") + "['",
+                 "answer_row": json.dumps({**title_row, "forced_prefix": "['", "rm_prompt": pairs[i]["prompt"]})}
+                for i in range(4)]
+    (tmp_path / "ppo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ppo_rows))
+    options = {"rewards": ({"name": "reward_model", "weight": 1.0, "args": {"checkpoint": str(checkpoint.path)}},
+                           {"name": "metric", "weight": 1.0, "args": {"name": "ndcg@5"}}),
+               "prompts_per_step": 2, "max_completion_length": 4, "ppo_epochs": 2}
+    ppo = TrainJob("ppo", str(base), str(tmp_path / "ppo.jsonl"), lr=1e-3, options=options, new_tokens=("<option>",),
+                   gradient_checkpointing=False)
+    out = trained_checkpoint(ppo)
+    log = json.loads((out.path / LOG_FILE).read_text())
+    assert log["steps"] == 2 and all({"reward", "kl", "loss"} <= set(p) for p in log["curve"])
+    assert (out.path / "adapter_model.safetensors").is_file()
+    policy, _ = load_model(out.path, None)  # the saved adapter loads as a causal LM
+
+    # a corrupt reward model is detected by its recorded sha256; another tokenizer is refused before training
+    same_tokenizer(tokenizer, checkpoint.path)
+    tokenizer.add_tokens(["<|new_special|>"], special_tokens=True)
+    with pytest.raises(RewardModelError, match="another base tokenizer"):
+        same_tokenizer(tokenizer, checkpoint.path)
+    with (checkpoint.path / "adapter_model.safetensors").open("r+b") as handle:
+        handle.seek(200)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(RewardModelError, match="corrupt"):
+        build_reward(RewardSpec("reward_model", args={"checkpoint": str(checkpoint.path)}))
+    with pytest.raises(RewardModelError, match="missing"):
+        build_reward(RewardSpec("reward_model", args={"checkpoint": str(tmp_path / "nowhere")}))
