@@ -38,6 +38,8 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.llm.sft",
     "recbench.plugins.llm.dpo",
     "recbench.plugins.llm.grpo",
+    "recbench.plugins.llm.rlhf",
+    "recbench.plugins.llm.emb",
 )
 
 ENTRY_POINT_GROUP = "recbench"
