@@ -197,3 +197,44 @@ def test_reward_model_trains_scores_and_serves_as_a_reward_then_ppo_takes_steps(
         build_reward(RewardSpec("reward_model", args={"checkpoint": str(checkpoint.path)}))
     with pytest.raises(RewardModelError, match="missing"):
         build_reward(RewardSpec("reward_model", args={"checkpoint": str(tmp_path / "nowhere")}))
+
+
+# --- the recipes, no task-specific code, on the tiny topk task ------------------------------------
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_rlhf_recipes_run_the_pipeline_on_a_tiny_title_task(monkeypatch):
+    import numpy as np
+
+    from recbench.llm import rewards
+    from recbench.manager import load_registry
+    from recbench.testing import tiny_task
+
+    # the random model's replies all score 0 by NDCG (no pair): here the pairs rank replies by length instead
+    real = rewards.build_reward
+    monkeypatch.setattr(rewards, "build_reward", lambda spec: (lambda replies, rows: [float(len(r)) for r in replies])
+                        if spec.name == "metric" else real(spec))
+
+    task, data = tiny_task("topk")
+    methods = load_registry().methods
+    settings = dict(model="tiny-random-llama", train_examples=3, valid_examples=2, lr_grid=(1e-2,), max_history_tokens=24,
+                    train_batch_size=2, max_new_tokens=6, cache=False, n_samples=3)
+    described = {}
+    for name in ("rlhf_dpo", "rlhf_ppo", "rlhf_rloo"):
+        cls = methods.get(name)
+        extra = {"prompts_per_step": 2, "num_generations": 2, "rm_epochs": 1.0, "rm_batch_size": 2} if name != "rlhf_dpo" else {}
+        method = cls(cls.Config(**settings, **extra))
+        method.fit(data.fit)
+        described[name] = fitted = method.describe()
+        assert fitted["trainer"] == name.removeprefix("rlhf_") and fitted["curve"] and "sft_checkpoint" in fitted
+        assert fitted["pref_samples"] == 3 * 3 and fitted["pref_candidate_pairs"] == 3 * 3
+        assert fitted["pref_pairs_built"] + fitted["pref_pairs_dropped_tied"] + fitted["pref_pairs_dropped_same_text"] == 9
+        batch = data.test_inputs.take(np.arange(2))
+        assert task.contract().validate(method.predict(batch, task.contract()), batch, data.fit.catalog, name).items.shape[0] == 2
+    for name in ("rlhf_ppo", "rlhf_rloo"):
+        fitted = described[name]
+        assert "rm_heldout_accuracy" in fitted or fitted["rm_heldout_pairs"] == 0
+        assert all("reward" in point for point in fitted["curve"])
+    # one SFT start and one reward model, shared by every stage (content-addressed checkpoints)
+    assert len({d["sft_checkpoint"] for d in described.values()}) == 1
+    assert described["rlhf_ppo"]["rm_checkpoint"] == described["rlhf_rloo"]["rm_checkpoint"]
