@@ -80,4 +80,4 @@ def get_trainer(name: str) -> TrainerSpec:
 
 
 def _load_builtins() -> None:
-    from recbench.llm.trainers import dpo, grpo, ppo, reward_model, sft  # noqa: F401  (each registers itself)
+    from recbench.llm.trainers import dpo, grpo, ppo, reward_model, rlso, sft  # noqa: F401  (each registers itself)

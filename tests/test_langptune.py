@@ -1,0 +1,69 @@
+"""RLSO (the LangPTune paper's loss) on hand-computed values and a tiny random model; the langptune
+methods on the tiny session task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_rlso_loss_matches_hand_computed_values():
+    import torch
+
+    from recbench.llm.trainers.rlso import rlso_loss
+
+    new = torch.tensor([[0.5, 0.1], [0.0, 0.2]])
+    old = torch.tensor([[0.3, 0.3], [0.1, 0.1]])
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # pair 1: (0.2 - -0.2) - 1*(1 - 0) = -0.6; pair 2: (-0.1 - 0.1) - 1*(0 - 1) = 0.8; mean of squares 0.5
+    assert float(rlso_loss(new, old, rewards, eta=1.0)) == pytest.approx(0.5)
+    # eta 2: -1.6 and 1.8 -> (2.56 + 3.24) / 2
+    assert float(rlso_loss(new, old, rewards, eta=2.0)) == pytest.approx(2.9)
+    # at new == old the loss is the squared scaled reward gap alone
+    assert float(rlso_loss(old, old, rewards, eta=0.5)) == pytest.approx(0.25)
+
+
+def test_rewards_get_the_kl_penalty_then_are_whitened():
+    import torch
+
+    from recbench.llm.trainers.rlso import shaped_rewards
+
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    logp, ref = torch.tensor([-1.0, -2.0, -3.0, -4.0]), torch.tensor([-1.5, -2.0, -3.0, -3.0])
+    np.testing.assert_allclose(shaped_rewards(r, logp, ref, 0.5, whiten=False).numpy(), [0.75, 0.0, 0.0, 1.5])
+    dev = np.array([0.1875, -0.5625, -0.5625, 0.9375])  # about the mean 0.5625
+    expected = dev / np.sqrt(np.sum(dev**2) / 3 + 1e-8)
+    np.testing.assert_allclose(shaped_rewards(r, logp, ref, 0.5, whiten=True).numpy(), expected, rtol=1e-5)
+
+
+def test_rlso_trainer_steps_a_tiny_model_and_first_loss_is_the_reward_gap():
+    import torch
+
+    from recbench.llm.models import resolve_model
+    from recbench.llm.trainers import get_trainer
+    from recbench.llm.trainers.rlso import RLSOConfig, RLSOTrainer
+
+    assert get_trainer("rlso").row_keys == ("prompt", "answer_row")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve_model("tiny-random-llama").path
+    tok = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    rewards_seen = []
+
+    def reward(replies, rows):  # longer replies are better; rows are repeated per reply
+        assert rows == ["a", "a", "b", "b"]
+        out = [len(r) / 10.0 for r in replies]
+        rewards_seen.append(out)
+        return out
+
+    config = RLSOConfig(eta=1.0, gamma=0.0, whiten=False, epochs=2, minibatch=2, max_new_tokens=6, lr=1e-3)
+    trainer = RLSOTrainer(model, tok, config, reward_fn=reward, seed=0)
+    record = trainer.step(["hello", "world!"], ["a", "b"])
+    r = np.array(rewards_seen[0]).reshape(2, 2)
+    assert record["first_loss"] == pytest.approx(np.mean((r[:, 0] - r[:, 1]) ** 2), rel=1e-4, abs=1e-7)
+    assert record["reward"] == pytest.approx(r.mean(), rel=1e-5)
+    assert trainer.replies == 4 and 0 <= trainer.truncated <= 4
