@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.llm.grpo",
     "recbench.plugins.llm.rlhf",
     "recbench.plugins.llm.emb",
+    "recbench.plugins.llm.langptune",
 )
 
 ENTRY_POINT_GROUP = "recbench"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from test_session_embed import tiny_st  # noqa: F401  (the tiny sentence-transformers fixture)
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -67,3 +69,18 @@ def test_rlso_trainer_steps_a_tiny_model_and_first_loss_is_the_reward_gap():
     assert record["first_loss"] == pytest.approx(np.mean((r[:, 0] - r[:, 1]) ** 2), rel=1e-4, abs=1e-7)
     assert record["reward"] == pytest.approx(r.mean(), rel=1e-5)
     assert trainer.replies == 4 and 0 <= trainer.truncated <= 4
+
+
+@pytest.mark.parametrize("name", ["langptune0", "langptune"])
+def test_langptune_methods_answer_the_session_task_with_profiles(name, tiny_st):
+    from recbench.manager import load_registry
+    from recbench.testing import run_method, tiny_task
+
+    method = load_registry().methods.get(name)
+    task, data = tiny_task("session", {"max_test_examples": 6})
+    config = method.Config(embedder=tiny_st, model="tiny-random-llama", profile_tokens=8, train_sessions=6, steps=1,
+                           batch_size=4, rlso_batches=1, rlso_batch_size=2, rlso_epochs=1, lora_rank=2, lora_alpha=4,
+                           max_seq_length=64, gen_batch_size=6)
+    out = run_method(method, config, 0, task, data, batch_size=64)
+    assert out.items.shape == (6, 20)
+    assert all(isinstance(e["profile"], str) for e in out.extras)
