@@ -118,3 +118,18 @@ def config_grid(base: Any, grid: Mapping[str, Iterable[Any]]) -> list[Any]:
 
 def validation_contract(k: int = 10) -> FullCatalogContract:
     return FullCatalogContract(k=k, exclude_seen=True)
+
+
+def sample_triples(rng: np.random.Generator, pairs: np.ndarray, known: np.ndarray, n_items: int):
+    """Shuffled training ``pairs`` (user, item), each with a uniform negative outside its user's training items
+    (``known``: sorted keys ``user * n_items + item``), for BPR-style losses (``bpr``, ``lightgcn``)."""
+    order = rng.permutation(len(pairs))
+    users, positives = pairs[order, 0], pairs[order, 1]
+    negatives = rng.integers(0, n_items, len(users))
+    redo = np.arange(len(users))
+    while len(redo):  # resample only the negatives that hit a training item
+        keys = users[redo] * n_items + negatives[redo]
+        hit = known[np.minimum(np.searchsorted(known, keys), len(known) - 1)] == keys
+        redo = redo[hit]
+        negatives[redo] = rng.integers(0, n_items, len(redo))
+    return users, positives, negatives

@@ -161,8 +161,8 @@ def test_bpr_keeps_the_best_validation_epoch_and_refits_for_that_many(monkeypatc
 
     _, data = tiny_task("fullrank")
     epochs_drawn = []
-    sample = bpr_module._sample_triples
-    monkeypatch.setattr(bpr_module, "_sample_triples", lambda *a: (epochs_drawn.append(1), sample(*a))[1])
+    sample = bpr_module.sample_triples
+    monkeypatch.setattr(bpr_module, "sample_triples", lambda *a: (epochs_drawn.append(1), sample(*a))[1])
     config = BPR.Config(
         factors=(8,), learning_rate=(0.1,), max_epochs=40, patience=3, min_epochs=0, refit_with_validation=False
     )

@@ -43,9 +43,8 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
-from recbench.fitting import VALIDATION_METRIC, grid_settings, validation_ndcg, with_validation_targets
+from recbench.fitting import VALIDATION_METRIC, grid_settings, sample_triples, validation_ndcg, with_validation_targets
 from recbench.method import ScoringMethod
-from recbench.plugins.classic.lightgcn import _sample_triples
 
 TUNED = ("factors", "learning_rate", "regularization")
 
@@ -167,7 +166,7 @@ class BPR(ScoringMethod):
         best: Factors | None = None
         best_epoch, curve, epoch = 0, [], 0
         for epoch in range(1, (epochs or self.config.max_epochs) + 1):
-            for u, i, j in _batches(torch, _sample_triples(rng, pairs, known, n_items), batch):
+            for u, i, j in _batches(torch, sample_triples(rng, pairs, known, n_items), batch):
                 eu, ei, ej = params[0][u], params[1][i], params[1][j]
                 margin = (eu * (ei - ej)).sum(dim=1) + params[2][i] - params[2][j]
                 loss = torch.nn.functional.softplus(-margin).mean()

@@ -41,7 +41,7 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
-from recbench.fitting import validation_ndcg, with_validation_targets
+from recbench.fitting import sample_triples, validation_ndcg, with_validation_targets
 from recbench.method import ScoringMethod
 
 INIT_STD = 0.1  # the reference implementation's normal init
@@ -200,7 +200,7 @@ def train_lightgcn(
     best: TrainedRun | None = None
     stale, epoch = 0, 0
     for epoch in range(1, config.max_epochs + 1):
-        users, positives, negatives = _sample_triples(rng, pairs, known, n_items)
+        users, positives, negatives = sample_triples(rng, pairs, known, n_items)
         for start in range(0, len(users), config.batch_size):
             u, i, j = (
                 torch.from_numpy(column[start : start + config.batch_size] + offset).to(device)
@@ -230,20 +230,6 @@ def train_lightgcn(
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
-
-
-def _sample_triples(rng: np.random.Generator, pairs: np.ndarray, known: np.ndarray, n_items: int):
-    """Shuffled training pairs, each with a uniform negative outside its user's training items."""
-    order = rng.permutation(len(pairs))
-    users, positives = pairs[order, 0], pairs[order, 1]
-    negatives = rng.integers(0, n_items, len(users))
-    redo = np.arange(len(users))
-    while len(redo):  # resample only the negatives that hit a training item
-        keys = users[redo] * n_items + negatives[redo]
-        hit = known[np.minimum(np.searchsorted(known, keys), len(known) - 1)] == keys
-        redo = redo[hit]
-        negatives[redo] = rng.integers(0, n_items, len(redo))
-    return users, positives, negatives
 
 
 def _propagate(graph, embedding, layers: int):
