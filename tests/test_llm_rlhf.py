@@ -238,3 +238,21 @@ def test_rlhf_recipes_run_the_pipeline_on_a_tiny_title_task(monkeypatch):
     # one SFT start and one reward model, shared by every stage (content-addressed checkpoints)
     assert len({d["sft_checkpoint"] for d in described.values()}) == 1
     assert described["rlhf_ppo"]["rm_checkpoint"] == described["rlhf_rloo"]["rm_checkpoint"]
+
+
+def test_rlhf_presets_state_the_papers_settings():
+    from recbench.plugins.llm.rlhf import RLHFDPO, RLHFPPO, RLHFRLOO, RLHFSFT
+
+    def resolved(cls, **kw):
+        return cls(cls.Config(preset="paper", **kw)).config
+
+    sft, dpo, ppo = resolved(RLHFSFT), resolved(RLHFDPO), resolved(RLHFPPO)
+    assert sft.model == dpo.model == ppo.model == "meta-llama/Llama-3.2-1B-Instruct"
+    assert (sft.lora_rank, sft.lora_alpha, sft.lr_grid, sft.train_batch_size, sft.epochs) == (256, 128, (5e-5,), 8, 3.0)
+    assert (dpo.lora_rank, dpo.lora_alpha, dpo.train_batch_size, dpo.epochs) == (16, 16, 1, 2.0)
+    assert (ppo.lora_rank, ppo.lora_alpha, ppo.lora_dropout, ppo.lr_grid, ppo.prompts_per_step) == (8, 32, 0.1, (1e-5,), 16)
+    assert (ppo.rm_lr, ppo.rm_batch_size, ppo.rm_epochs) == (5e-5, 1, 1.0)
+    assert resolved(RLHFPPO, lora_rank=4).lora_rank == 4  # a set option beats the preset
+    assert "substitut" in RLHFRLOO.description and "PPO" in RLHFPPO.description
+    with pytest.raises(ValueError, match="lora_rank"):
+        RLHFSFT.Config(lora_rank=0)
