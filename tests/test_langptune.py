@@ -84,3 +84,20 @@ def test_langptune_methods_answer_the_session_task_with_profiles(name, tiny_st):
     out = run_method(method, config, 0, task, data, batch_size=64)
     assert out.items.shape == (6, 20)
     assert all(isinstance(e["profile"], str) for e in out.extras)
+
+
+def test_profiles_that_reach_the_length_limit_are_truncated_and_counted(tiny_st):
+    from recbench.plugins.llm.langptune import LangPTune0
+    from recbench.testing import tiny_task
+
+    task, data = tiny_task("session", {"max_test_examples": 4})
+    method = LangPTune0(LangPTune0.Config(embedder=tiny_st, model="tiny-random-llama", profile_tokens=3, max_seq_length=64))
+    method.fit(data.fit)
+    prompts = method.prompts_for([data.test_inputs.histories.items_of(i) for i in range(4)], [None] * 4)
+    assert method.texts[int(data.test_inputs.histories.items_of(0)[0])] in prompts[0]  # the history's item texts are shown
+    profiles = method.write_profiles(prompts)
+    assert len(profiles) == 4
+    assert method.counts["profiles"] == 4
+    # a random model rarely emits its end token within 3 tokens: each such profile is counted
+    assert method.counts["profiles_truncated"] >= 3
+    assert method.describe()["profile_counts"]["profiles_truncated"] == method.counts["profiles_truncated"]
