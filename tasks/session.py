@@ -38,9 +38,12 @@ class SessionParams:
     history: int = option(4, "history items per session (the paper: 4)")
     fractions: tuple[float, ...] = option((0.84, 0.08, 0.08), "train/validation/test fractions of sessions")
     split_seed: int = option(0, "seed of the session shuffle before the split")
+    train_fraction: float = option(1.0, "fraction of training sessions kept (a seeded draw; the paper's Figure 3 ablation)")
 
     def __post_init__(self) -> None:
         check_minimums(self, k=1, history=1, split_seed=0)
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if len(self.fractions) != 3 or any(f < 0 for f in self.fractions) or not np.isclose(sum(self.fractions), 1.0):
             raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {self.fractions}")
 
@@ -103,6 +106,7 @@ class SessionTask(Task):
                         f"than {width} is left out",
             "history": f"the first {p.history} items of a session", "target": "the last item of a session",
             "split": f"sessions shuffled with seed {p.split_seed}, cut {list(p.fractions)} into train/valid/test",
+            "train_fraction": f"{p.train_fraction} of training sessions kept, drawn with seed {p.split_seed}",
             "train": "interactions of training sessions; rows repeating a held-out upcoming item of the same user dropped",
             "seen_items": "history items excluded from rankings", "candidates": "full catalog",
         }
@@ -115,6 +119,9 @@ class SessionTask(Task):
         stamps = frame["timestamp"].to_numpy(np.int64)
         sessions = cut_sessions(seqs, items, p.history)
         train_s, valid_s, test_s = split_sessions(len(sessions.users), p.fractions, p.split_seed)
+        if p.train_fraction < 1:
+            keep_n = max(1, round(p.train_fraction * len(train_s)))
+            train_s = np.sort(np.random.default_rng([p.split_seed, 1]).permutation(train_s)[:keep_n])
         user_ids = catalog.users["user_id"].to_numpy(dtype=str)
 
         def examples(group: np.ndarray, prefix: str) -> tuple[ExampleSet, Targets]:

@@ -76,3 +76,12 @@ def test_split_fractions_and_cut_rule_in_fingerprint():
     a, b = _task().protocol(catalog), _task(history=3).protocol(catalog)
     assert "non-overlapping windows of 5" in a["split"]["sessions"]
     assert a["fingerprint"] != b["fingerprint"]
+
+
+def test_train_fraction_keeps_a_seeded_subset_of_training_sessions_only():
+    catalog = _catalog([(u, (7 * u + i) % 40, i, 4) for u in range(50) for i in range(10)])
+    full, tenth = _task().build(catalog), _task(train_fraction=0.1).build(catalog)
+    assert len(tenth.fit.train_examples) == 8 and len(tenth.fit.train) == 8 * 5
+    assert set(tenth.fit.train_examples.keys) <= set(full.fit.train_examples.keys)
+    assert list(tenth.test_inputs.keys) == list(full.test_inputs.keys)
+    assert list(tenth.fit.valid.keys) == list(full.fit.valid.keys)
