@@ -9,9 +9,11 @@ class TestCooccurrence(MethodConformance):
     method = Cooccurrence
 
 
-def test_the_custom_reward_is_built_by_name_and_reaches_the_trainer():
+def test_the_custom_reward_is_built_by_name_and_reaches_the_trainer(monkeypatch):
     """As a training subprocess would: the reward comes back from its name alone, through the plugin hook."""
     from recbench.llm.rewards import RewardSpec, build_reward
+
+    monkeypatch.setenv("RECBENCH_DISABLE_PLUGIN_AUTOLOAD", "0")  # the installed entry point, as a fresh process sees it
 
     from recbench_example_plugin import BriefGRPO
 
