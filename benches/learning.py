@@ -38,7 +38,7 @@ def answer_format(recipe: str) -> str:
 def run(method: str, settings: list[str], log: Path) -> tuple[dict, float, float]:
     """One ``recbench run``: its results document, wall seconds and peak memory (GB) of the process tree."""
     command = ["/usr/bin/time", "-v", str(ROOT / ".venv/bin/recbench"), "run", "--task", "learnability", "--method", method,
-               "-q", *[part for s in settings for part in ("--set", s)]]
+               *[part for s in settings for part in ("--set", s)]]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     wall = time.perf_counter() - start
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for recipe in args.recipes.split(","):
         output = answer_format(recipe)
-        start_settings = [f"output={output}", "max_new_tokens=160" if output == "reason" else "max_new_tokens=16"]
+        start_settings = [f"output={output}", "max_new_tokens=160" if output == "reason" else "max_new_tokens=8"]
         before, _, _ = run("zero_shot", start_settings, out / f"zero_shot-{output}.log")
         after, wall, peak = run(recipe, [f"preset={args.preset}", *args.settings], out / f"{recipe}.log")
         fitted = after["method"].get("fitted", {})
