@@ -268,3 +268,25 @@ def test_title_gold_lists_survive_apostrophes():
     gold = interface.gold(None, Targets.from_lists([[0, 1]]), [None], PromptStyle())
     assert gold[0].startswith("['")  # the prompt's forced prefix
     assert parse_title_list(gold[0]).titles == ["Schindler's List (1993)", "Back\\slash (1990)"]
+
+
+def test_an_interrupted_build_is_never_trusted_and_its_leftovers_are_removed(tmp_path):
+    from recbench.llm.models import ensure_built
+
+    folder = tmp_path / "sft-abc"
+    dead = tmp_path / ".sft-abc.building-999999999-deadbeef"  # no such process
+    dead.mkdir()
+    (dead / "adapter_model.safetensors").write_bytes(b"half")
+    folder.mkdir()
+    (folder / "adapter_model.safetensors").write_bytes(b"half")  # no marker: the build never finished
+    calls = []
+
+    def build(staging):
+        calls.append(staging)
+        (staging / "adapter_model.safetensors").write_bytes(b"whole")
+        return {"ok": True}
+
+    path, provenance = ensure_built(folder, {"recipe": 1}, build, verify=True)
+    assert calls and provenance == {"ok": True} and (path / "adapter_model.safetensors").read_bytes() == b"whole"
+    assert not dead.exists()
+    assert ensure_built(folder, {"recipe": 1}, build, verify=True)[1] == {"ok": True} and len(calls) == 1  # reused

@@ -137,7 +137,8 @@ def ensure_built(
             return folder, marker["provenance"]
         LOG.warning("%s: a file differs from its recorded sha256; rebuilding it", folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.parent / f".{folder.name}.building-{uuid.uuid4().hex[:8]}"
+    remove_abandoned_builds(folder)
+    staging = folder.parent / f".{folder.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         provenance = build(staging)
@@ -155,6 +156,31 @@ def ensure_built(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder, provenance
+
+
+def remove_abandoned_builds(folder: Path) -> list[Path]:
+    """Delete staging folders of ``folder`` left by builds whose process is gone (an interrupted training).
+
+    A staging folder is never loaded (only ``folder`` with its marker is), so this only reclaims disk."""
+    removed = []
+    for staging in folder.parent.glob(f".{folder.name}.building-*"):
+        pid = staging.name.rsplit(".building-", 1)[1].split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    if removed:
+        LOG.warning("%s: removed %d folder(s) of interrupted builds", folder, len(removed))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
