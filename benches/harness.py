@@ -5,11 +5,16 @@ one ten times smaller with ``--quick``, in a temporary ``RECBENCH_HOME``::
 
     .venv/bin/python benches/harness.py [--quick] [--json PATH]
 
-Evaluation goes through ``Runner.run`` exactly as ``recbench run`` does (batched predict,
-contract validation, metrics with bootstrap intervals, results files), for ``most_popular`` and
-for ``bench_dot``, a scorer defined here whose scores are a real (batch x items) matmul. Peak
-memory is traced (tracemalloc) from fit to the results file, in a second run so tracing does not
-slow the timed one; it should follow the batch size, not the number of users.
+Evaluation goes through ``Runner.run`` as ``recbench run`` does (batched predict, contract
+validation, metrics with bootstrap intervals, results files), for ``most_popular`` and for
+``bench_dot``, a scorer defined here whose scores are a real (batch x items) matmul. These runs are
+in process (``--in-process``), so that tracemalloc sees predict: peak memory is traced from fit to
+the results file, in a second run so tracing does not slow the timed one; it should follow the
+batch size, not the number of users.
+
+Two more measurements: the cost of process isolation (a cached-split ``most_popular`` run in its
+worker against the same run in process, inside one Python process and as a fresh ``recbench run``
+command each), and the time to render each committed leaderboard from ``results/``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ QUICK = {k: v // 10 for k, v in FULL.items()}
 QUICK_DATASET = "bench-synthetic-tenth"
 TASKS = ("fullrank", "rerank", "topk")
 MIB = 1024 * 1024
+USER_HOME: str | None = None  # the caller's RECBENCH_HOME, before the bench replaces it with a temporary one
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
 
+    global USER_HOME
+    USER_HOME = os.environ.get("RECBENCH_HOME")
     with tempfile.TemporaryDirectory(prefix="recbench-bench-") as home:
         # set before recbench reads them: a private cache, and no stray installed plugins
         os.environ["RECBENCH_HOME"] = home
@@ -133,6 +141,68 @@ def bench_plugin():
 # --- measurements --------------------------------------------------------------------------
 
 
+def isolation_cost(runner: Any, dataset: str, repeats: int = 5) -> list[dict[str, Any]]:
+    """Median wall seconds of a cached-split most_popular run, in its worker and in process."""
+    import statistics
+    import subprocess
+
+    from recbench.runner import RunRequest
+    from recbench.worker import IN_PROCESS, WORKER
+
+    times: dict[str, list[float]] = {WORKER: [], IN_PROCESS: []}
+    for _ in range(repeats):
+        for mode in (IN_PROCESS, WORKER):  # the split is cached by the evaluation runs above
+            request = RunRequest("fullrank", "most_popular", dataset=dataset, force=True, quiet=True, isolation=mode)
+            times[mode].append(timed(runner.run, request)[1])
+    measured = [(f"fullrank on {dataset}", "Runner.run in one process", times)]
+    # a fresh `recbench run` per run, on ml-100k from the caller's own cache (skipped when it has none)
+    home = Path(USER_HOME) if USER_HOME else Path.home() / ".cache" / "recbench"
+    if (home / "downloads" / "ml-100k").is_dir() or (home / "datasets" / "ml-100k").is_dir():
+        cli: dict[str, list[float]] = {WORKER: [], IN_PROCESS: []}
+        env = {**os.environ, "RECBENCH_HOME": str(home)}
+        for i in range(repeats + 1):
+            for mode in (IN_PROCESS, WORKER):
+                command = [sys.executable, "-m", "recbench.cli", "run", "--task", "fullrank", "--method", "most_popular",
+                           "--force", "-q", "--results-dir", str(runner.store.root / "cli")]
+                command += ["--in-process"] if mode == IN_PROCESS else []
+                start = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True, env=env)
+                if done.returncode:
+                    raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+                if i:  # the first round builds the split cache
+                    cli[mode].append(time.perf_counter() - start)
+        measured.append(("fullrank on ml-100k", "`recbench run` command", cli))
+    rows = []
+    for where, label, values in measured:
+        worker, inproc = statistics.median(values[WORKER]), statistics.median(values[IN_PROCESS])
+        rows.append({"run": f"most_popular, {where}, cached split", "measured as": label,
+                     "in-process s": round(inproc, 3), "worker s": round(worker, 3),
+                     "worker / in-process": round(worker / inproc, 2)})
+    return rows
+
+
+def render_times(repeats: int = 3) -> list[dict[str, Any]]:
+    """Median seconds to render each committed leaderboard from the repository's results/."""
+    import statistics
+
+    from recbench.leaderboard import render_leaderboard
+    from recbench.manager import load_registry
+    from recbench.results import ResultStore
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    registry = load_registry()
+    rows = []
+    for task in ("fullrank", "rerank", "topk", "artwork"):
+        if not (results / task).is_dir():
+            continue
+        spec = registry.tasks.get(task)
+        seconds = [timed(render_leaderboard, task, ResultStore(results), ablations=spec.ablations,
+                         spec_metrics=spec.metrics, out_dir=Path(tempfile.gettempdir()))[1] for _ in range(repeats)]
+        rows.append({"leaderboard": task, "results files": len(list((results / task).rglob("*.json"))),
+                     "render s (median)": round(statistics.median(seconds), 3)})
+    return rows
+
+
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:
     start = time.perf_counter()
     value = fn(*args, **kwargs)
@@ -144,8 +214,9 @@ def run_bench(quick: bool, batch_sizes: list[int], home: Path) -> dict[str, Any]
     from recbench.data.store import FetchContext, cached_catalog_dir, get_catalog, save_to_cache
     from recbench.manager import get_plugin_manager, load_registry
     from recbench.results import ResultStore
-    from recbench.runner import DEFAULT_BATCH_SIZE, RunRequest, Runner
+    from recbench.runner import RunRequest, Runner
     from recbench.splits import leave_one_out
+    from recbench.worker import DEFAULT_BATCH_SIZE, IN_PROCESS
 
     size = QUICK if quick else FULL
     dataset = QUICK_DATASET if quick else "synthetic-ml1m"
@@ -191,7 +262,8 @@ def run_bench(quick: bool, batch_sizes: list[int], home: Path) -> dict[str, Any]
     evaluation = []
     n_items = catalog.n_items
     for method, settings, batch in runs:
-        request = RunRequest("fullrank", method, dataset=dataset, cli_settings=settings, force=True, quiet=True)
+        request = RunRequest("fullrank", method, dataset=dataset, cli_settings=settings, force=True, quiet=True,
+                             isolation=IN_PROCESS)
         first = runner.run(request)  # also builds and caches the split pickle, imports, BLAS start-up
         outcome, wall = timed(runner.run, request)
         # the document's timings cover predict and evaluate only, so both runs count: keep the best
@@ -216,6 +288,8 @@ def run_bench(quick: bool, batch_sizes: list[int], home: Path) -> dict[str, Any]
         })
 
     return {
+        "isolation": isolation_cost(runner, dataset),
+        "render": render_times(),
         "catalog": {**size, "dataset": dataset},
         "dense_scores_mib": round(catalog.n_users * n_items * 8 / MIB, 1),
         "stages": stages,
@@ -240,6 +314,10 @@ def print_report(report: dict[str, Any]) -> None:
     print(tabulate(report["stages"], headers="keys", tablefmt="github", floatfmt=".3f"))
     print()
     print(tabulate(report["evaluation"], headers="keys", tablefmt="github"))
+    print("\nProcess isolation (median of repeats; target: worker within 1.5x of in-process):\n")
+    print(tabulate(report["isolation"], headers="keys", tablefmt="github"))
+    print("\nLeaderboard render time from results/ (target: under 2 s each):\n")
+    print(tabulate(report["render"], headers="keys", tablefmt="github"))
     print(
         f"\nA dense users x items float64 score matrix would take {c['n_users']:,} x {c['n_items']:,} x 8 B = "
         f"{report['dense_scores_mib']:.1f} MiB; evaluation holds one batch of scores at a time (batch scores MiB). "

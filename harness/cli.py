@@ -74,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     ceiling.add_argument("--results-dir", help="where results files go (default ./results or $RECBENCH_RESULTS)")
     ceiling.set_defaults(func=cmd_ceiling)
 
+    ties = sub.add_parser("ties", help="a metric's spread across orders of equal timestamps (tie seeds)",
+                          description="Run METHOD under tie seeds 0..N-1 (0 is the protocol's rule) and report the "
+                                      "metric under the protocol's rule against its mean, sd and range; writes no results.")
+    ties.add_argument("--task", required=True)
+    ties.add_argument("--method", required=True)
+    ties.add_argument("--dataset", help="dataset to use instead of the task's default")
+    ties.add_argument("--seeds", type=int, default=100, help="how many tie seeds (default 100)")
+    ties.add_argument("--metric", help="metric to report (default: the task's primary metric)")
+    ties.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="method setting or task.KEY=VALUE")
+    ties.set_defaults(func=cmd_ties)
+
     lst = sub.add_parser("list", help="list tasks, methods, datasets or metrics")
     lst.add_argument("what", choices=["tasks", "methods", "datasets", "metrics"])
     lst.add_argument("-v", "--verbose", action="store_true", help="also show each method's config options")
@@ -230,6 +241,25 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
                          task_settings={k[5:]: v for k, v in settings.items()})
     outcome = runner.record_ceiling(request)
     _print_summary([_summary_row(outcome)])
+    return 0
+
+
+def cmd_ties(args: argparse.Namespace) -> int:
+    from recbench.config import parse_assignments
+    from recbench.manager import get_plugin_manager, load_registry
+    from recbench.results import ResultStore
+    from recbench.runner import RunRequest, Runner
+    from recbench.ties import tie_spread
+
+    if args.seeds < 2:
+        raise ConfigError(f"--seeds must be at least 2 to measure a spread, got {args.seeds}.")
+    settings = parse_assignments(args.set)
+    pm = get_plugin_manager()
+    runner = Runner(load_registry(pm), pm, ResultStore())
+    request = RunRequest(task=args.task, method=args.method, dataset=args.dataset, quiet=True,
+                         cli_settings={k: v for k, v in settings.items() if not k.startswith("task.")},
+                         task_settings={k[5:]: v for k, v in settings.items() if k.startswith("task.")})
+    _print_summary([tie_spread(runner, request, args.seeds, args.metric).summary()])
     return 0
 
 

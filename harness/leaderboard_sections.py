@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from tabulate import tabulate
 
 from recbench.metrics import parse_metric_name
+from recbench.results import read_examples
 from recbench.stats import PairedDifference, holm, mean_sd, paired_difference
 
 BOUNDED = frozenset({"hr", "ndcg", "recall", "precision", "mrr", "accuracy"})  # families whose maximum is 1
@@ -68,20 +68,14 @@ def ceiling_values(ceiling_docs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def per_example(path: Path, metric: str) -> dict[str, float]:
-    """``key -> value`` of one metric from a per-example file (``.jsonl`` or ``.jsonl.gz``)."""
+    """``key -> value`` of one metric from a per-example file (``.jsonl.gz``, or ``.jsonl`` from older runs)."""
     if not path.is_file():
-        gz = path.with_name(path.name + ".gz")
-        if not gz.is_file():
-            return {}
-        path = gz
-    opener = gzip.open if path.suffix == ".gz" else open
+        return {}
     values = {}
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            value = (row.get("metrics") or {}).get(metric)
-            if value is not None:
-                values[str(row["key"])] = float(value)
+    for row in read_examples(path):
+        value = (row.get("metrics") or {}).get(metric)
+        if value is not None:
+            values[str(row["key"])] = float(value)
     return values
 
 

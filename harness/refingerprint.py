@@ -24,6 +24,7 @@ and named: rerun it.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import subprocess
 import sys
@@ -35,7 +36,10 @@ import numpy as np
 
 from recbench.data.store import apply_filters, get_catalog
 from recbench.metrics import Outcome, evaluate
-from recbench.results import ResultStore, atomic_write_text, make_run_id, method_code, now_iso
+from recbench.results import (
+    EXAMPLES_SUFFIX, ResultStore, atomic_write_bytes, atomic_write_text, examples_path, make_run_id, method_code, now_iso,
+    read_examples,
+)
 from recbench.runner import ORACLE, prepare_task_data
 
 REDEFINED = {"fingerprint", "dataset_hash", "artwork_tables_hash", "tie_seed"}
@@ -62,14 +66,15 @@ def refingerprint(path: Path, registry: Any, pm: Any, *, write: bool, cache: dic
         checks.append(f"ceiling recomputed: {len(doc['metrics'])} metrics equal")
         code, config = None, {}
     else:
-        rows = _rows(path.with_suffix(".examples.jsonl"))
+        rows = read_examples(examples_path(path))
         checks += _same_examples_and_metrics(doc, rows, task, catalog, data, registry)
         code = _code_at_commit(doc, registry, pm)
         checks.append(f"code identity from {code.pop('_from')}")
         config = _resolved(doc)
     run_id = make_run_id(doc["task"]["name"], protocol["fingerprint"], doc["method"]["name"], config, doc.get("seed", 0), code)
     change = {"run_id": (doc["run_id"], run_id), "fingerprint": (doc["protocol"]["fingerprint"], protocol["fingerprint"])}
-    if write and (run_id != doc["run_id"] or protocol != doc["protocol"]):
+    compress = not str(doc.get("examples_file", "")).endswith(".gz") and examples_path(path).is_file()
+    if write and (run_id != doc["run_id"] or protocol != doc["protocol"] or compress):
         _rewrite(path, doc, protocol, catalog, code, run_id, checks)
     return {"file": str(path), "checks": checks, **change}
 
@@ -92,10 +97,6 @@ def _same_protocol(old: dict[str, Any], new: dict[str, Any]) -> None:
     if differ:
         shown = "; ".join(f"{k}: stored {json.dumps(old.get(k))[:120]} vs now {json.dumps(new.get(k))[:120]}" for k in differ)
         raise Refused(f"the protocol itself changed ({shown}); rerun this result")
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _same_examples_and_metrics(doc, rows, task, catalog, data, registry) -> list[str]:
@@ -171,23 +172,29 @@ def _resolved(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _rewrite(path: Path, doc: dict[str, Any], protocol: dict[str, Any], catalog: Any, code: dict[str, Any] | None,
              run_id: str, checks: list[str]) -> None:
-    old_id, old_examples = doc["run_id"], path.with_suffix(".examples.jsonl")
+    old_id, old_examples = doc["run_id"], examples_path(path)
     doc = dict(doc)
-    doc["refingerprinted"] = {
-        "at": now_iso(), "by": "python -m recbench.refingerprint --write",
-        "from": {"run_id": old_id, "fingerprint": doc["protocol"]["fingerprint"],
-                 "dataset_hash": doc["protocol"].get("dataset_hash")},
-        "checks": checks,
-    }
+    if run_id == old_id and doc.get("refingerprinted"):  # only compressing: keep the record of the first carry-over
+        checks = doc["refingerprinted"]["checks"]
+    else:
+        doc["refingerprinted"] = {
+            "at": now_iso(), "by": "python -m recbench.refingerprint --write",
+            "from": {"run_id": old_id, "fingerprint": doc["protocol"]["fingerprint"],
+                     "dataset_hash": doc["protocol"].get("dataset_hash")},
+            "checks": checks,
+        }
     doc["protocol"] = protocol
     doc["dataset"] = {**doc.get("dataset", {}), "content_hash": catalog.content_hash()}
     if code is not None:
         doc["method"] = {**doc["method"], "plugin": code["plugin"], "code": code}
     doc["run_id"] = run_id
     new = path.with_name(f"{run_id}.json")
-    if old_examples.is_file():
-        old_examples.rename(new.with_suffix(".examples.jsonl"))
-        doc["examples_file"] = new.with_suffix(".examples.jsonl").name
+    if old_examples.is_file():  # stored compressed from now on
+        text = "".join(json.dumps(row) + "\n" for row in read_examples(old_examples))
+        atomic_write_bytes(new.with_suffix(EXAMPLES_SUFFIX), gzip.compress(text.encode("utf-8"), mtime=0))
+        if old_examples != new.with_suffix(EXAMPLES_SUFFIX):
+            old_examples.unlink()
+        doc["examples_file"] = new.with_suffix(EXAMPLES_SUFFIX).name
     atomic_write_text(new, json.dumps(doc, indent=2) + "\n")
     if new != path:
         path.unlink()

@@ -9,6 +9,7 @@ last, so its presence means the run completed.
 from __future__ import annotations
 
 import datetime as _dt
+import gzip
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from typing import Any
 from recbench.hashing import stable_hash
 
 SCHEMA = "recbench.result/1"
+EXAMPLES_SUFFIX = ".examples.jsonl.gz"
 RESULTS_ENV = "RECBENCH_RESULTS"
 TRACKED_PACKAGES = (
     "recbench", "numpy", "pandas", "pluggy", "torch", "transformers", "trl", "peft",
@@ -82,6 +84,35 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def examples_path(result_path: Path) -> Path:
+    """The per-example file of a results file: gzip-compressed JSONL (plain ``.jsonl`` from older runs)."""
+    compressed = result_path.with_suffix(EXAMPLES_SUFFIX)
+    plain = result_path.with_suffix(".examples.jsonl")
+    return plain if plain.is_file() and not compressed.is_file() else compressed
+
+
+def read_examples(path: Path) -> list[dict[str, Any]]:
+    """The rows of a per-example file, compressed or not."""
+    data = Path(path).read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
 class ResultStore:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else default_results_dir()
@@ -97,8 +128,9 @@ class ResultStore:
 
     def write(self, document: dict[str, Any], example_rows: Iterable[dict[str, Any]]) -> Path:
         path = self.path(document["task"]["name"], document["method"]["name"], document["run_id"])
-        examples_path = path.with_suffix(".examples.jsonl")
-        atomic_write_text(examples_path, "".join(json.dumps(row, default=_json_default) + "\n" for row in example_rows))
+        examples_path = path.with_suffix(EXAMPLES_SUFFIX)
+        text = "".join(json.dumps(row, default=_json_default) + "\n" for row in example_rows)
+        atomic_write_bytes(examples_path, gzip.compress(text.encode("utf-8"), mtime=0))  # mtime 0: same rows, same bytes
         document = {**document, "examples_file": examples_path.name}
         atomic_write_text(path, json.dumps(document, indent=2, default=_json_default) + "\n")
         return path

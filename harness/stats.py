@@ -10,6 +10,7 @@ likely to carry either sign). Both use fixed seeds, so a re-render gives the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -41,19 +42,24 @@ def paired_difference(values: np.ndarray, reference: np.ndarray, *, seed: int = 
     n = len(d)
     if n == 0:
         raise ValueError("no paired examples")
-    rng = np.random.default_rng(seed)
     mean = float(d.mean())
-    boot = np.empty(n_resamples)
-    flips = np.empty(n_resamples)
-    for start in range(0, n_resamples, 200):  # chunks keep memory at 200 x n
-        size = min(200, n_resamples - start)
-        boot[start : start + size] = d[rng.integers(0, n, size=(size, n))].mean(axis=1)
-        signs = rng.integers(0, 2, size=(size, n), dtype=np.int8) * 2 - 1
-        flips[start : start + size] = (signs * d).mean(axis=1)
+    resamples, signs = _draws(n, seed, n_resamples)
+    boot = d[resamples].mean(axis=1)
+    flips = signs @ d / n
     low, high = np.quantile(boot, [ALPHA / 2, 1 - ALPHA / 2])
     # (1 + count) / (1 + draws): never 0, and exact under the permutation null
     p = (1 + np.count_nonzero(np.abs(flips) >= abs(mean) - 1e-12)) / (1 + n_resamples)
     return PairedDifference(mean, float(low), float(high), float(min(1.0, p)), n)
+
+
+@lru_cache(maxsize=8)
+def _draws(n: int, seed: int, n_resamples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap row indices and random signs for ``n`` pairs, drawn once per size: every row of a
+    table is tested on the same draws (Holm's correction holds under any dependence)."""
+    rng = np.random.default_rng(seed)
+    resamples = rng.integers(0, n, size=(n_resamples, n), dtype=np.int32 if n < 2**31 else np.int64)
+    signs = (rng.integers(0, 2, size=(n_resamples, n), dtype=np.int8) * 2 - 1).astype(np.float64)
+    return resamples, signs
 
 
 def holm(p_values: list[float]) -> list[float]:

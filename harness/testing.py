@@ -31,7 +31,7 @@ from recbench.contracts import Validated
 from recbench.examples import Predictions, Targets
 from recbench.runner import execute, prepare_task_data, protected_paths, targets_digest
 from recbench.task import Task, TaskData, TaskSpec
-from recbench.worker import IN_PROCESS, SESSIONS
+from recbench.worker import IN_PROCESS, SESSIONS, WORKER
 
 TINY = {"n_users": 60, "n_items": 50, "n_interactions": 1500, "seed": 7}
 
@@ -132,6 +132,9 @@ class MethodConformance:
     method: ClassVar[type]
     config: ClassVar[Any] = None
     kinds: ClassVar[tuple[str, ...] | None] = None  # default: every built-in kind the method supports
+    # the target check's reference run: in a worker process (nothing of the runner's in memory), or,
+    # when False, in this process with decoy targets (for tests whose fakes are monkeypatches here)
+    isolated_reference: ClassVar[bool] = True
 
     def _kinds(self) -> list[str]:
         from recbench.manager import load_registry
@@ -176,21 +179,27 @@ class MethodConformance:
             assert not any(obj is data.test_targets for obj in received)
 
     def test_predictions_do_not_depend_on_test_targets(self):
-        """One run whose only test targets in memory are random decoys, one beside the real targets,
-        the full catalog and the split cache on disk: the two must agree, the targets must come
-        back unchanged and no recbench file may be touched (that raises TargetLeakError)."""
+        """A reference run with nothing of the runner's to read (in a worker process, or with decoy
+        targets in memory) and a run in this process beside the real targets, the full catalog and the
+        split cache on disk must agree; the targets must come back unchanged, and a touched recbench
+        file raises TargetLeakError."""
         for kind in self._kinds():
-            task, data = decoy_task(kind, seed=1)
-            decoyed = run_method(self.method, self._config(), 0, task, data).items
+            if self.isolated_reference:
+                task, data = tiny_task(kind)
+                reference = run_method(self.method, self._config(), 0, task, data, isolation=WORKER).items
+            else:
+                task, data = decoy_task(kind, seed=1)
+                reference = run_method(self.method, self._config(), 0, task, data).items
             del task, data
             task, data = tiny_task(kind)
             before = targets_digest(data)
             real = run_method(self.method, self._config(), 0, task, data).items
             assert targets_digest(data) == before, f"{self.method.name} on {kind} wrote to the test targets"
             np.testing.assert_array_equal(
-                decoyed, real,
-                err_msg=f"{self.method.name} on {kind}: predictions changed with the test targets and catalog in "
-                        "memory, so the method reads them (the call stack, the garbage collector or a reference).",
+                reference, real,
+                err_msg=f"{self.method.name} on {kind}: predictions beside the test targets and catalog differ from "
+                        "the reference run's, so the method reads them (the call stack, the garbage collector or a "
+                        "reference).",
             )
 
     @pytest.mark.parametrize("bad_key", ["definitely_not_an_option"])

@@ -49,7 +49,7 @@ class MethodFailed(RecbenchError):
 class Limits:
     """Per-run limits on a method's worker. ``None``: no limit."""
 
-    timeout_s: float | None = None  # wall seconds for fit plus every predict
+    timeout_s: float | None = None  # wall seconds for fit plus every predict (starting the worker gets as long again)
     max_memory_gb: float | None = None  # address-space limit of the worker (RLIMIT_AS)
 
 
@@ -177,7 +177,10 @@ class WorkerSession:
         self.name, self.limits = method_cls.name, limits
         try:
             # the caller's environment and folder now, not the fork server's from when it started
-            payload = pickle.dumps((method_cls, config, seed, dict(os.environ), os.getcwd()), protocol=pickle.HIGHEST_PROTOCOL)
+            torch = sys.modules.get("torch")  # the worker computes with the caller's thread count
+            threads = torch.get_num_threads() if torch is not None else None
+            payload = pickle.dumps((method_cls, config, seed, dict(os.environ), os.getcwd(), threads),
+                                   protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             raise RecbenchError(
                 f"method {self.name!r} cannot be sent to a worker process: {exc}. Define the method class and its "
@@ -210,6 +213,8 @@ class WorkerSession:
             if self._start_error is not None:
                 raise self._start_error
             self._batch_size, self._started = self._receive("start"), True
+            if self.limits.timeout_s:  # the method's own clock starts at fit: imports had their own window
+                self.deadline = time.monotonic() + self.limits.timeout_s
 
     def fit(self, data: Any) -> None:
         self.ready()
@@ -315,10 +320,14 @@ def _worker_main(conn: Any, protected: tuple[str, ...], memory: int | None) -> N
                 return
             try:
                 if op == "init":
-                    method_cls, config, seed, environ, cwd = pickle.loads(payload)
+                    method_cls, config, seed, environ, cwd, threads = pickle.loads(payload)
                     os.environ.clear()
                     os.environ.update(environ)
                     os.chdir(cwd)
+                    if threads:
+                        import torch
+
+                        torch.set_num_threads(threads)
                     seed_everything(seed)
                     method = method_cls(config, seed=seed)
                     reply = getattr(method, "predict_batch_size", None)

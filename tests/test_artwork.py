@@ -25,7 +25,7 @@ from recbench.plugins.datasets.artwork_logs import add_artwork_logs, load_artwor
 from recbench.plugins.artwork.most_chosen import MostChosen
 from recbench.plugins.artwork.production import Production, ProductionConfig
 from recbench.plugins.classic.random_baseline import RandomMethod
-from recbench.results import ResultStore
+from recbench.results import ResultStore, read_examples
 from recbench.runner import RunRequest, Runner
 from recbench.task import TaskSpec
 from recbench.tasks.artwork import METHOD_COLUMNS, ArtworkTask, artwork_tables_hash
@@ -236,7 +236,7 @@ def test_ips_and_snips_through_the_task_match_hand_computed_values(tmp_path):
     runner = Runner(load_registry(pm), pm, ResultStore(tmp_path / "results"))
     outcome = runner.run(RunRequest("artwork-snips", "first_option", dataset="hand-logs", quiet=True,
                                     task_settings={"n_train": 1, "n_valid": 1, "n_test": 6}))
-    rows = [json.loads(line) for line in outcome.path.with_suffix(".examples.jsonl").read_text().splitlines()]
+    rows = read_examples(outcome.path.parent / outcome.document["examples_file"])
     table = {f"{u}|{t}": (engaged == 1, p, r) for u, t, _, engaged, p, r in RECORDS}
     picked = [table[row["key"]] for row in rows]
     assert all(row["predicted"][0].endswith("-1") for row in rows)

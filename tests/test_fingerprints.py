@@ -117,7 +117,7 @@ def test_refingerprint_proves_and_rewrites_an_old_result(tmp_path):
     folder = tmp_path / "results" / "fullrank" / "most_popular"
     old = dict(doc, run_id="0ld0ld0ld0ld", protocol={**doc["protocol"], "fingerprint": "0ld", "dataset_hash": "0ld"})
     (folder / f"{doc['run_id']}.json").rename(folder / "0ld0ld0ld0ld.json")
-    (folder / f"{doc['run_id']}.examples.jsonl").rename(folder / "0ld0ld0ld0ld.examples.jsonl")
+    (folder / doc["examples_file"]).rename(folder / "0ld0ld0ld0ld.examples.jsonl.gz")
     (folder / "0ld0ld0ld0ld.json").write_text(json.dumps(old))
     assert main(["--results-dir", str(tmp_path / "results"), "--write"]) == 0
     (path,) = folder.glob("*.json")
@@ -131,3 +131,20 @@ def test_refingerprint_proves_and_rewrites_an_old_result(tmp_path):
     path.write_text(json.dumps(new))
     assert main(["--results-dir", str(tmp_path / "results"), "--write"]) == 1
     assert json.loads(path.read_text())["protocol"]["fingerprint"] == "0ld"
+
+
+def test_ties_command_reports_the_spread_over_tie_seeds(tmp_path, capsys):
+    from recbench.cli import main
+    from recbench.ties import tie_spread
+
+    pm = get_plugin_manager()
+    runner = Runner(load_registry(pm), pm, ResultStore(tmp_path / "results"))
+    request = RunRequest("fullrank", "most_popular", dataset="synthetic-tiny", quiet=True)
+    spread = tie_spread(runner, request, 4, "hr@10")
+    assert spread.default == pytest.approx(runner.run(request).document["metrics"]["hr@10"]["value"])  # seed 0: the protocol
+    summary = spread.summary()
+    assert summary["seeds"] == 4 and summary["min"] <= summary["mean"] <= summary["max"]
+    assert summary["sd"] == pytest.approx(float(np.std(spread.values, ddof=1)), abs=1e-4)
+    assert not list((tmp_path / "results").glob("fullrank/most_popular/*.json"))[1:]  # only the reference run above
+    assert main(["ties", "--task", "fullrank", "--method", "most_popular", "--dataset", "synthetic-tiny", "--seeds", "2"]) == 0
+    assert "percentile of seed 0" in capsys.readouterr().out

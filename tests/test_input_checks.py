@@ -99,7 +99,7 @@ def test_an_empty_file_is_refused_and_one_too_small_for_any_test_example_is_warn
     # and a run on it is an error, not rc 0 with 0 examples and NaN metrics
     assert main(["run", "--task", "fullrank", "--method", "random", "--dataset", "pairs", "-q"]) == 2
     assert "task 'fullrank' built no test examples from dataset 'pairs' (13 users" in capsys.readouterr().err
-    assert not any(user_data.descriptors_dir().parent.rglob("*.examples.jsonl"))
+    assert not any(user_data.descriptors_dir().parent.rglob("*.examples.jsonl*"))
 
 
 def test_data_add_artwork_logs_command_registers_an_artwork_dataset(tmp_path, capsys):

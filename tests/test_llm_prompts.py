@@ -270,6 +270,7 @@ def fake_backend(monkeypatch):
 class TestZeroShotConformance(MethodConformance):
     method = ZeroShot
     config = ZeroShot.Config(cache=False)
+    isolated_reference = False  # the fake backend is a monkeypatch of this process, which a worker would not see
 
     @pytest.fixture(autouse=True)
     def _fake(self, fake_backend):

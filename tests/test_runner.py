@@ -16,7 +16,7 @@ from recbench.manager import get_plugin_manager, load_registry
 from recbench.method import Method, ScoringMethod
 from recbench.plugins.classic.most_popular import MostPopular
 from recbench.plugins.classic.random_baseline import RandomMethod
-from recbench.results import ResultStore
+from recbench.results import ResultStore, read_examples
 from recbench.runner import RunRequest, Runner
 from recbench.testing import MethodConformance
 from recbench.worker import IN_PROCESS
@@ -206,7 +206,8 @@ def test_result_document_follows_the_schema(tmp_path):
     assert doc["environment"]["packages"]["numpy"]
     ndcg = doc["metrics"]["ndcg@10"]
     assert ndcg["ci_low"] <= ndcg["value"] <= ndcg["ci_high"]
-    rows = [json.loads(l) for l in (outcome.path.parent / doc["examples_file"]).read_text().splitlines()]
+    assert doc["examples_file"].endswith(".examples.jsonl.gz")  # stored compressed
+    rows = read_examples(outcome.path.parent / doc["examples_file"])
     assert len(rows) == doc["n_examples"]
     assert np.mean([r["metrics"]["ndcg@10"] for r in rows]) == pytest.approx(ndcg["value"])
     assert all(len(r["predicted"]) == 20 and len(r["targets"]) == 1 for r in rows)
@@ -222,8 +223,8 @@ def test_max_test_examples_draws_the_same_subset_for_every_method(tmp_path):
         assert doc["task"]["stats"]["test_examples_before_subsample"] == full["n_examples"]
         assert doc["protocol"]["fingerprint"] != full["protocol"]["fingerprint"]
         assert "--set task.max_test_examples=7" in doc["command"]
-        rows = (tmp_path / "results" / "fullrank" / method / doc["examples_file"]).read_text().splitlines()
-        keys[method] = [json.loads(r)["key"] for r in rows]
+        rows = read_examples(tmp_path / "results" / "fullrank" / method / doc["examples_file"])
+        keys[method] = [r["key"] for r in rows]
     assert keys["most_popular"] == keys["random"] and len(set(keys["random"])) == 7
     assert "test_subsample" not in full["protocol"]  # full runs keep their fingerprint
     with pytest.raises(ConfigError, match="max_test_examples must be at least 1"):
