@@ -8,7 +8,6 @@ output depends only on the results documents, so re-rendering the same files giv
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -22,8 +21,8 @@ from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.leaderboard_sections import (
-    ceiling_values, details_section, flag_legend, paired_cell, paired_section, paired_tests, per_example, row_flags,
-    seed_section,
+    ceiling_values, details_section, flag_legend, option_plot, paired_cell, paired_section, paired_tests, per_example,
+    row_flags, seed_section,
 )
 from recbench.results import ResultStore, atomic_write_text
 
@@ -307,11 +306,9 @@ def _section(table: LeaderboardTable, group: list[dict[str, Any]], store: Result
         tabulate(table.rows, headers=table.headers, tablefmt="github", disable_numparse=True),
         *table.extra,
     ]
-    plots = list(dict.fromkeys(p for doc in sorted(group, key=_age) for p in doc.get("plots") or []))
-    if plots:
-        # stored relative to the results folder; the page may live elsewhere
-        links = [Path(os.path.relpath(store.root / p, out_dir)).as_posix() if out_dir is not None else p for p in plots]
-        lines += ["", *(f"![{Path(p).stem}]({link})" for p, link in zip(plots, links))]
+    if out_dir is not None:  # plots are drawn beside the page, from the results' report tables
+        plots = [p for doc in sorted(group, key=_age) if (p := option_plot(doc, Path(out_dir))) is not None]
+        lines += ["", *(f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in plots)] if plots else []
     return lines
 
 

@@ -186,3 +186,38 @@ def _seconds(value: Any) -> str:
     if value < 60:
         return f"{value:.2f}s" if value < 10 else f"{value:.1f}s"
     return f"{value / 60:.1f}min" if value < 3600 else f"{value / 3600:.1f}h"
+
+
+def option_plot(doc: dict[str, Any], out_dir: Path) -> Path | None:
+    """The accuracy-by-option plot (the artwork paper's Figure 2) of a result that reports one, drawn
+    under ``out_dir/plots`` and named after its run id; drawn once (a run id's outputs never change)."""
+    rows = (doc.get("reports") or {}).get("accuracy_by_option")
+    if not rows:
+        return None
+    path = out_dir / "plots" / f"{doc['task']['name']}-{doc['run_id']}-accuracy-by-option.png"
+    if not path.is_file():
+        examples = sum(r["count"] for r in rows)
+        _plot(rows, path, title=f"{doc['method']['name']} ({doc['run_id']}): accuracy by ground-truth option "
+                                 f"({examples:,} examples)")
+    return path
+
+
+def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 3.6), dpi=100)  # the object API: no pyplot state, no global backend switch
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    x = [r["option"] for r in rows]
+    bars = axes.bar(x, [r["accuracy"] for r in rows], color="#4c72b0", label="accuracy")
+    axes.bar_label(bars, labels=[str(r["count"]) for r in rows], fontsize=6, color="#555555")  # examples per bar
+    axes.plot(x, [r["chance"] for r in rows], color="#dd8452", marker=".", label="chance (1/m)")
+    axes.set_xlabel("ground-truth option number (bar labels: examples)")
+    axes.set_ylabel("accuracy")
+    axes.set_ylim(0, 1.08)
+    axes.set_title(title, fontsize=10)
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)

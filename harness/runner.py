@@ -31,7 +31,7 @@ from recbench.metrics import Outcome, evaluate, summarize_values
 from recbench.registry import Registry
 from recbench.results import ResultStore, SCHEMA, environment, make_run_id, method_code_of, now_iso, resolved_config
 from recbench.task import Task, TaskData
-from recbench.worker import DEFAULT_BATCH_SIZE, IN_PROCESS, SESSIONS, WORKER, Limits
+from recbench.worker import DEFAULT_BATCH_SIZE, IN_PROCESS, SESSIONS, WORKER, Limits  # noqa: F401 - DEFAULT_BATCH_SIZE re-exported
 
 ORACLE = "oracle"  # the name of ceiling rows; never a registered method
 

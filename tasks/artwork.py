@@ -9,14 +9,13 @@ across splits, a pair never does.
 
 Metrics: accuracy, IPS (``hit / propensity``: the logged propensity, uniform ``1/m`` for the
 simulator) and SNIPS; :meth:`ArtworkTask.report` adds accuracy by ground-truth option number
-(the paper's Figure 2) with a plot, and :meth:`ArtworkTask.ceiling` the simulator's Bayes-optimal
+(the paper's Figure 2; the leaderboard plots it), and :meth:`ArtworkTask.ceiling` the simulator's Bayes-optimal
 values. Methods see only the ``artworks`` columns in :data:`METHOD_COLUMNS`: the simulator's facet
 labels, appeals and choice probabilities stay on the runner's side.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -167,7 +166,7 @@ class ArtworkTask(Task):
         return {"accuracy": p_best, "ips": p_best / data.outcome["propensity"]}
 
     def report(self, data: TaskData, ranked: np.ndarray, per_example: dict[str, np.ndarray], out_dir: Path) -> dict[str, Any]:
-        """Accuracy by the ground-truth option number (the paper's Figure 2), as a table and a PNG."""
+        """Accuracy by the ground-truth option number (the paper's Figure 2), as a table; leaderboards plot it."""
         options = data.fit.catalog.tables["artworks"]["option"].to_numpy()
         truth = options[data.test_targets.items]
         top = ranked[:, 0]
@@ -180,10 +179,7 @@ class ArtworkTask(Task):
             rows.append({"option": int(number), "count": int(mask.sum()), "accuracy": round(float(hits[mask].mean()), 4),
                          "chance": round(float(chance[mask].mean()), 4),
                          "predicted_share": round(float(picked.get(number, 0) / len(top)), 4)})
-        digest = hashlib.sha256(np.ascontiguousarray(top).tobytes()).hexdigest()[:10]
-        name = f"{out_dir.name}-accuracy-by-option-{digest}.png"
-        _plot(rows, out_dir / name, title=f"{out_dir.name}: accuracy by ground-truth option ({len(top):,} examples)")
-        return {"accuracy_by_option": rows, "plots": [name]}
+        return {"accuracy_by_option": rows}  # the leaderboard draws it (recbench.leaderboard_sections.option_plot)
 
 
 class _ExampleBuilder:
@@ -241,24 +237,3 @@ def artwork_tables_hash(catalog: Catalog) -> str:
     bytes: the same simulation hashes alike on any machine), so a regenerated simulation is a new protocol."""
     tables = {name: catalog.tables.get(name, pd.DataFrame()) for name in ("artworks", "artwork_log")}
     return hash_tables(tables).hexdigest()[:16]
-
-
-def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(9, 3.6), dpi=100)  # the object API: no pyplot state, no global backend switch
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    x = [r["option"] for r in rows]
-    bars = axes.bar(x, [r["accuracy"] for r in rows], color="#4c72b0", label="accuracy")
-    axes.bar_label(bars, labels=[str(r["count"]) for r in rows], fontsize=6, color="#555555")  # examples per bar
-    axes.plot(x, [r["chance"] for r in rows], color="#dd8452", marker=".", label="chance (1/m)")
-    axes.set_xlabel("ground-truth option number (bar labels: examples)")
-    axes.set_ylabel("accuracy")
-    axes.set_ylim(0, 1.08)
-    axes.set_title(title, fontsize=10)
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)

@@ -199,8 +199,12 @@ def test_accuracy_by_option_report_has_known_answers(tmp_path):
     assert rows[1]["accuracy"] == 1.0 and all(r["accuracy"] == 0.0 for k, r in rows.items() if k != 1)
     assert rows[1]["predicted_share"] == 1.0 and sum(r["count"] for r in rows.values()) == len(truth)
     assert rows[1]["count"] == int((truth == 1).sum())
-    (plot,) = report["plots"]
-    assert (tmp_path / "first_option" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert "plots" not in report  # drawn at leaderboard time, named after the run id
+    from recbench.leaderboard_sections import option_plot
+
+    doc = {"task": {"name": "artwork"}, "run_id": "abc123", "method": {"name": "first_option"}, "reports": report}
+    plot = option_plot(doc, tmp_path / "boards")
+    assert plot.name == "artwork-abc123-accuracy-by-option.png" and plot.read_bytes()[:4] == b"\x89PNG"
 
 
 # --- metrics through the task, on hand-written logs ------------------------------------------

@@ -12,7 +12,6 @@ import glob
 import inspect
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,14 +45,14 @@ def _from_stack():
 
 
 def _from_gc():
-    for obj in gc.get_objects():
-        if isinstance(obj, TaskData):
-            return _table_of(obj)
-    return None
+    found = {}
+    for data in _task_data_in_memory():  # every copy: the one being scored is among them
+        found.update(_table_of(data))
+    return found or None
 
 
 def _task_data_in_memory():
-    return next((obj for obj in gc.get_objects() if isinstance(obj, TaskData)), None)
+    return [obj for obj in gc.get_objects() if isinstance(obj, TaskData)]
 
 
 def _split_cache_files() -> list[str]:
@@ -101,10 +100,11 @@ class _Hostile:
     def predict(self, examples, contract):
         honest = super().predict(examples, contract)
         items = honest.items.copy()
-        if self.route == "overwrite" and (data := _task_data_in_memory()) is not None:
+        for data in _task_data_in_memory() if self.route == "overwrite" else ():
             rows = {str(k): i for i, k in enumerate(data.test_inputs.keys)}
             for row, key in enumerate(examples.keys):  # make every target what we answer first
-                data.test_targets.items[data.test_targets.indptr[rows[str(key)]]] = items[row, 0]
+                if str(key) in rows:
+                    data.test_targets.items[data.test_targets.indptr[rows[str(key)]]] = items[row, 0]
         for row in range(len(examples)):
             target = self._steal_one(examples, row)
             if target is None or target in examples.histories.items_of(row):

@@ -245,15 +245,17 @@ def test_corrupt_results_file_is_skipped(store, capsys):
 
 
 def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
-    add(store, make_doc("pop", 0.25), make_doc("sasrec", 0.30, plots=["plots/toyrank_ndcg.png"]),
-        make_doc("bpr", 0.20, proto=protocol(params__k=20)))
+    sasrec = make_doc("sasrec", 0.30)
+    sasrec["reports"] = {"accuracy_by_option": [{"option": 1, "count": 3, "accuracy": 0.5, "chance": 0.25}]}
+    add(store, make_doc("pop", 0.25), sasrec, make_doc("bpr", 0.20, proto=protocol(params__k=20)))
     out = tmp_path / "boards"
     path = write_leaderboard(TASK, store, out_dir=out, reference="pop")
     assert path == out / f"{TASK}.md"
     first = path.read_text()
     assert write_leaderboard(TASK, ResultStore(store.root), out_dir=out, reference="pop").read_text() == first
-    assert "![toyrank_ndcg](../results/plots/toyrank_ndcg.png)" in first  # relative to the leaderboard folder
-    assert [p.name for p in out.iterdir()] == [f"{TASK}.md"]  # no temporary files left behind
+    plot = f"plots/{TASK}-{sasrec['run_id']}-accuracy-by-option.png"  # drawn beside the page, named by run id
+    assert f"]({plot})" in first and (out / plot).read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in out.iterdir()) == ["plots", f"{TASK}.md"]  # no temporary files left behind
 
 
 def test_ablation_tables_arrange_runs_against_a_filtered_reference(store, tmp_path):
