@@ -39,6 +39,7 @@ WORKER = "worker"
 IN_PROCESS = "in-process"
 DEFAULT_BATCH_SIZE = 256  # measured faster per user than 1024 on 2 cores, and a quarter of the memory
 METHOD_NOTE = "recbench: raised by method"
+START_S = 120.0  # the least time a worker gets to start (import the method) when the run has a timeout
 
 
 class MethodFailed(RecbenchError):
@@ -49,7 +50,7 @@ class MethodFailed(RecbenchError):
 class Limits:
     """Per-run limits on a method's worker. ``None``: no limit."""
 
-    timeout_s: float | None = None  # wall seconds for fit plus every predict (starting the worker gets as long again)
+    timeout_s: float | None = None  # wall seconds for fit plus every predict (starting the worker: START_S or more)
     max_memory_gb: float | None = None  # address-space limit of the worker (RLIMIT_AS)
 
 
@@ -191,7 +192,8 @@ class WorkerSession:
         memory = int(limits.max_memory_gb * 2**30) if limits.max_memory_gb else None
         roots = tuple(os.fspath(r) for r in protected)
         self.process = context.Process(target=_worker_main, args=(child, roots, memory), name=f"recbench-{self.name}", daemon=True)
-        self.deadline = time.monotonic() + limits.timeout_s if limits.timeout_s else None
+        # starting the worker (imports, torch among them) gets its own window, never less than START_S
+        self.deadline = time.monotonic() + max(limits.timeout_s, START_S) if limits.timeout_s else None
         self._batch_size: int | None = None
         self._started, self._start_error = False, None
         # started beside the caller: the worker boots while the parent loads the split; ready() joins it
@@ -213,7 +215,7 @@ class WorkerSession:
             if self._start_error is not None:
                 raise self._start_error
             self._batch_size, self._started = self._receive("start"), True
-            if self.limits.timeout_s:  # the method's own clock starts at fit: imports had their own window
+            if self.limits.timeout_s:  # the method's own clock starts at fit
                 self.deadline = time.monotonic() + self.limits.timeout_s
 
     def fit(self, data: Any) -> None:

@@ -140,10 +140,10 @@ def test_ties_command_reports_the_spread_over_tie_seeds(tmp_path, capsys):
     pm = get_plugin_manager()
     runner = Runner(load_registry(pm), pm, ResultStore(tmp_path / "results"))
     request = RunRequest("fullrank", "most_popular", dataset="synthetic-tiny", quiet=True)
-    spread = tie_spread(runner, request, 4, "hr@10")
+    spread = tie_spread(runner, request, 3, "hr@10")
     assert spread.default == pytest.approx(runner.run(request).document["metrics"]["hr@10"]["value"])  # seed 0: the protocol
     summary = spread.summary()
-    assert summary["seeds"] == 4 and summary["min"] <= summary["mean"] <= summary["max"]
+    assert summary["seeds"] == 3 and summary["min"] <= summary["mean"] <= summary["max"]
     assert summary["sd"] == pytest.approx(float(np.std(spread.values, ddof=1)), abs=1e-4)
     assert not list((tmp_path / "results").glob("fullrank/most_popular/*.json"))[1:]  # only the reference run above
     assert main(["ties", "--task", "fullrank", "--method", "most_popular", "--dataset", "synthetic-tiny", "--seeds", "2"]) == 0
