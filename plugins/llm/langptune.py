@@ -31,8 +31,8 @@ from recbench.examples import ExampleSet, FitData, Predictions
 from recbench.method import ScoringMethod, top_k
 from recbench.plugins.llm.emb import EmbConfig, training_pairs
 
-INSTRUCTION = ("The user rated (out of 5) the following items, arranged chronologically from the oldest (top) to the "
-               "newest (bottom). Please provide a high-level summary of the user preference in detail.")
+INSTRUCTION = ("The user chose the following items, arranged chronologically from the oldest (top) to the newest "
+               "(bottom). Please provide a high-level summary of the user preference in detail.")  # the paper's, without ratings
 
 LANGPTUNE_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"embedder": "all-minilm-l6-v2", "model": "smollm2-135m", "profile_tokens": 64, "train_sessions": 48,
@@ -63,7 +63,8 @@ class LangPTuneConfig(EmbConfig):
 
 
 def profile_prompt(tokenizer: Any, texts: list[str], history: np.ndarray, ratings: np.ndarray | None) -> str:
-    lines = [f"{texts[int(i)]} Rating: {r:g}" if ratings is not None and r > 0 else texts[int(i)]
+    """The profile request: the instruction, then one line per history item (with its rating when given)."""
+    lines = [f"{texts[int(i)]} Rating: {r:g} out of 5" if ratings is not None and r > 0 else texts[int(i)]
              for i, r in zip(history, ratings if ratings is not None else np.zeros(len(history)))]
     content = INSTRUCTION + "\n\n" + "\n".join(lines)
     messages = [{"role": "user", "content": content}]
