@@ -31,6 +31,8 @@ def test_artwork_protocol_fingerprint_agrees_across_two_homes(tmp_path, monkeypa
         assert built == cached
         prints.append(built)
     assert prints[0]["fingerprint"] == prints[1]["fingerprint"] and prints[0]["dataset_hash"] == prints[1]["dataset_hash"]
+    loaded = get_catalog(load_registry().datasets.get("artwork-tiny"))  # the hash recorded in catalog.json...
+    assert loaded.content_hash() == replace(loaded, name=loaded.name).content_hash()  # ...is the recomputed one
 
 
 @pytest.mark.parametrize("table, column, value", [("items", "title", "renamed"), ("users", "age", 99),

@@ -128,7 +128,7 @@ class Catalog:
             tmp.replace(folder / f"{stem}.parquet")
         tmp = folder / "catalog.json.tmp"
         meta = {"name": self.name, "provenance": self.provenance, "tables": sorted(self.tables), "tie_rule": TIE_RULE,
-                "files": hashes}
+                "files": hashes, "content_hash": {"form": CONTENT_HASH_FORM, "value": self.content_hash()}}
         tmp.write_text(json.dumps(meta, indent=2, default=str))
         tmp.replace(folder / "catalog.json")  # written last: its presence marks a complete copy
 
@@ -151,7 +151,12 @@ class Catalog:
         tables = {name: blobs[f"table-{name}"] for name in meta.get("tables", [])}
         if meta.get("tie_rule") != TIE_RULE:  # cached under another tie rule: reorder, never trust the old order
             frames["interactions"] = sort_interactions(frames["interactions"])
-        return cls(meta["name"], provenance=meta["provenance"], tables=tables, **frames)
+        catalog = cls(meta["name"], provenance=meta["provenance"], tables=tables, **frames)
+        recorded_hash = meta.get("content_hash") or {}
+        if recorded_hash.get("form") == CONTENT_HASH_FORM and meta.get("tie_rule") == TIE_RULE:
+            # the files' SHA-256s just matched, so the hash recorded beside them is theirs: no recomputation
+            object.__setattr__(catalog, "_hash", recorded_hash["value"])
+        return catalog
 
 
 def _iso(ts: Any) -> str:
