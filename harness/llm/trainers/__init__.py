@@ -7,8 +7,10 @@ rows need, and ``build(ctx)``, which returns a TRL trainer for a LoRA-wrapped mo
 the checkpoint, for every algorithm alike: adding one is one builder here, no branch there.
 
 Built-ins: ``sft`` (TRL ``SFTTrainer``), ``dpo`` (``DPOTrainer``), ``grpo`` (``GRPOTrainer``)
-and ``rloo`` (``RLOOTrainer``) with rewards from :mod:`recbench.llm.rewards`. TRL 1.16 has no
-PPO; a paper that asks for PPO gets RLOO, recorded as such by the recipe.
+and ``rloo`` (``RLOOTrainer``) with rewards from :mod:`recbench.llm.rewards`, ``reward_model``
+(TRL ``RewardTrainer``, a sequence-classification head), ``ppo`` (recbench's own: TRL 1.16 has
+no PPO; clipped ratio, GAE from a value head, KL to the reference) and ``rlso`` (LangPTune's
+paired squared loss, in no library).
 """
 
 from __future__ import annotations
