@@ -245,8 +245,9 @@ def test_make_demo_writes_its_results_and_leaderboards_outside_the_checkout(tmp_
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     # -o: plan the demo's own steps, not a venv rebuild (pyproject.toml may be newer than .venv)
-    plan = subprocess.run(["make", "-n", "-o", ".venv/bin/recbench", "demo", f"DEMO_DIR={tmp_path}"], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout
+    # --no-print-directory: under `make test` (CI) this make is a sub-make and would add "Leaving directory" lines
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/bin/recbench", "demo", f"DEMO_DIR={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
     runs = [line for line in plan.splitlines() if "recbench run" in line]
     boards = [line for line in plan.splitlines() if "recbench leaderboard" in line]
     assert len(runs) == 2 and len(boards) == 1 and not any(" -q" in line for line in runs)  # progress stays visible
