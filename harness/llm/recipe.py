@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -234,9 +234,3 @@ class PostTrained(LLMMethod):
         c = self.config
         return {"backend": self.backend.fingerprint, "base_model": c.model, "preset": c.preset,
                 "resolved": {k: getattr(c, k) for k in c.presets[c.preset]}, **self.chosen}
-
-
-def shared_options(config: Any, base: type) -> dict[str, Any]:
-    """The options of ``config`` that ``base`` (a config class) also has: what a derived recipe shares."""
-    names = {f.name for f in fields(base)}
-    return {k: getattr(config, k) for k in names if hasattr(config, k)}

@@ -205,10 +205,9 @@ def rank_reward() -> RewardFn:
                 continue
             reading = read_reply(text, row)
             if row["output"] in ("number", "think") or not reading.valid:
-                order = list(reading.ranked) if reading.valid else []
-                rank = order.index(row["gold"][0]) + 1 if row["gold"][0] in order[:1] else 0
-                # a wrong but legal number earns a little, an illegal reply nothing
-                out.append(1.0 if rank == 1 else (0.1 if reading.valid else 0.0))
+                # a named number is all or nothing: right 1, a wrong but legal option 0.1, unreadable 0
+                right = reading.valid and reading.ranked[0] == row["gold"][0]
+                out.append(1.0 if right else (0.1 if reading.valid else 0.0))
                 continue
             scores = [ngram_overlap(text, option) for option in row["options"]]
             gold = row["gold"][0]
