@@ -191,7 +191,8 @@ class WorkerSession:
         self.conn, child = context.Pipe()
         memory = int(limits.max_memory_gb * 2**30) if limits.max_memory_gb else None
         roots = tuple(os.fspath(r) for r in protected)
-        self.process = context.Process(target=_worker_main, args=(child, roots, memory), name=f"recbench-{self.name}", daemon=True)
+        self.process = context.Process(target=_worker_main, args=(child, roots, memory, os.getpid()),
+                                       name=f"recbench-{self.name}", daemon=True)
         # starting the worker (imports, torch among them) gets its own window, never less than START_S
         self.deadline = time.monotonic() + max(limits.timeout_s, START_S) if limits.timeout_s else None
         self._batch_size: int | None = None
@@ -306,7 +307,29 @@ def _context() -> Any:
     return context
 
 
-def _worker_main(conn: Any, protected: tuple[str, ...], memory: int | None) -> None:
+def watch_parent(pid: int, every_s: float = 1.0) -> threading.Thread:
+    """End this process when process ``pid`` is gone (a killed runner must not leave its worker training).
+
+    A worker is a child of the fork server, not of the runner, so no signal reaches it when the
+    runner is killed with SIGKILL; this daemon thread polls the runner and exits at once.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(pid, 0)
+            except (ProcessLookupError, PermissionError):  # gone, or its pid reused by someone else's process
+                os._exit(70)
+
+    thread = threading.Thread(target=watch, name="recbench-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _worker_main(conn: Any, protected: tuple[str, ...], memory: int | None, parent: int | None = None) -> None:
+    if parent is not None:
+        watch_parent(parent)
     if memory:
         import resource
 

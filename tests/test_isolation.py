@@ -312,3 +312,40 @@ def test_a_failed_method_ends_its_run_not_the_sweep(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert code == 1 and "crasher (seed 0) failed" in err and "1 run(s) failed" in err
     assert [p.parent.name for p in out.rglob("*.json")] == ["most_popular"]
+
+
+def test_a_killed_runner_takes_its_worker_with_it(tmp_path):
+    """SIGKILL on the runner: its worker (a child of the fork server, not of the runner) ends within seconds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "sleepy.py").write_text(
+        "import time\nfrom recbench.plugins.classic.most_popular import MostPopular\n\n\n"
+        "class Sleepy(MostPopular):\n    name = 'sleepy'\n\n    def fit(self, data):\n        time.sleep(600)\n"
+    )
+    runner = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from sleepy import Sleepy\nfrom recbench.worker import WorkerSession\n"
+        "session = WorkerSession(Sleepy, None, 0)\nsession.ready()\nprint(session.process.pid, flush=True)\n"
+        "session.fit(None)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", runner], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # alive, fitting
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived its killed runner by 20 s")
+    finally:
+        parent.kill()
