@@ -15,6 +15,8 @@ import pytest
 
 from recbench.errors import ConfigError
 from recbench.llm.backend import Generation
+from recbench.llm.method import task_interface
+from recbench.llm.models import resolve_model
 from recbench.llm.training import LOG_FILE, TrainJob, launch, trained_checkpoint
 from recbench.plugins.llm.dpo import DPO, SFTDPO
 from recbench.plugins.llm.sft import SFT, SFTNumber, SFTReason
@@ -107,7 +109,21 @@ def test_reasoning_filter_drops_a_teacher_that_disagrees(artwork, monkeypatch):
     teacher.calls = 0
     rows = method.training_rows(train, fit.train_targets)
     assert len(rows) == 3
-    assert rows[0]["completion"][0]["content"].startswith("Reason: The user likes dark scenes.\nPrediction: <option> ")
+    assert rows[0]["prompt"].endswith("Reason:")  # rendered as inference sees it, forced prefix included
+    assert rows[0]["completion"].startswith(" The user likes dark scenes.\nPrediction: <option> ")
+
+
+def test_training_rows_continue_the_forced_prefix_that_inference_supplies(artwork):
+    """The loss falls on what the model writes after the forced prefix: for numbers, the digit and the tag."""
+    _, data = artwork
+    train, targets = data.fit.train_examples.take(np.arange(2)), data.fit.train_targets.take(np.arange(2))
+    method = SFTNumber(SFTNumber.Config(**TINY))
+    method.task = task_interface(data.fit, method.name)
+    method._tokenizer(resolve_model(method.config.model).path)
+    rows = method.training_rows(train, targets)
+    assert all(r["prompt"].endswith("<answer>") for r in rows)
+    expected = [f"{int(np.flatnonzero(train.candidates[i] == targets.items_of(i)[0])[0]) + 1}</answer>" for i in range(2)]
+    assert [r["completion"] for r in rows] == expected
 
 
 def test_reasoning_needs_generation_and_the_reason_output():

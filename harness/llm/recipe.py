@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 1, "grad_accum": 4,
               "gradient_checkpointing": False},
     # a quarter of an hour on 2 CPU cores: enough steps for a 135M model to learn a short-prompt task
-    "cpu": {"model": "smollm2-135m", "train_examples": 400, "valid_examples": 40, "lr_grid": (5e-4,),
+    "cpu": {"model": "smollm2-135m", "train_examples": 400, "valid_examples": 40, "lr_grid": (1e-3,),
             "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 4, "grad_accum": 1,
             "gradient_checkpointing": False},
     "paper": {"model": "meta-llama/Llama-3.1-8B-Instruct", "train_examples": 0, "valid_examples": 1000,
@@ -175,6 +175,26 @@ class PostTrained(LLMMethod):
     def render(self, prompt: Any) -> str:
         """A prompt as the text the model continues (chat template, assistant turn, forced prefix)."""
         return self.tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True) + prompt.forced_prefix
+
+    def continuation(self, prompt: Any, reply: str) -> str:
+        """What the model writes after :meth:`render`: ``reply`` without the forced prefix inference supplies."""
+        if not reply.startswith(prompt.forced_prefix):
+            raise ConfigError(f"method {self.name!r}: a training reply {reply[:60]!r} does not start with the prompt's "
+                              f"forced prefix {prompt.forced_prefix!r}; the task interface's gold/rejected replies must.")
+        return reply[len(prompt.forced_prefix):]
+
+    def completion_row(self, prompt: Any, reply: str) -> dict[str, Any]:
+        """An SFT row exactly as inference sees it: the rendered prompt (forced prefix included), then the rest.
+
+        The loss falls on the completion only, so the tokens that decide the answer are not averaged
+        with the prefix's fixed tokens (``<answer>``, ``Prediction: <option>``) that inference forces.
+        """
+        return {"prompt": self.render(prompt), "completion": self.continuation(prompt, reply)}
+
+    def preference_row(self, prompt: Any, chosen: str, rejected: str) -> dict[str, Any]:
+        """A DPO row in the same form: rendered prompt, and each reply's continuation after the prefix."""
+        return {"prompt": self.render(prompt), "chosen": self.continuation(prompt, chosen),
+                "rejected": self.continuation(prompt, rejected)}
 
     def job(self, parent: Path, rows: Path, lr: float):
         from recbench.llm.training import TrainJob

@@ -61,9 +61,7 @@ class DPO(PostTrained):
         prompts = self.task.prompts(examples, style)
         chosen = self.task.gold(examples, targets, prompts, style)
         rejected = self.task.rejected(examples, targets, prompts, style, np.random.default_rng(self.seed))
-        say = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
-        return [{"prompt": list(p.messages), "chosen": say(c), "rejected": say(r)}
-                for p, c, r in zip(prompts, chosen, rejected) if r is not None]
+        return [self.preference_row(p, c, r) for p, c, r in zip(prompts, chosen, rejected) if r is not None]
 
 
 @dataclass(frozen=True)

@@ -135,11 +135,9 @@ class RLHFSFT(PostTrained):
     trainer = "sft"
 
     def training_rows(self, examples: ExampleSet, targets: Targets) -> list[dict[str, Any]]:
-        from recbench.plugins.llm.sft import sft_row
-
         style = self.style()
         prompts = self.task.prompts(examples, style)
-        return [sft_row(p.messages, g) for p, g in zip(prompts, self.task.gold(examples, targets, prompts, style))]
+        return [self.completion_row(p, g) for p, g in zip(prompts, self.task.gold(examples, targets, prompts, style))]
 
 
 @dataclass(frozen=True)

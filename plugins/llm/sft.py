@@ -25,11 +25,6 @@ from recbench.examples import ExampleSet, Targets
 from recbench.llm.recipe import PostTrainConfig, PostTrained
 
 
-def sft_row(messages: list[dict[str, str]], completion: str) -> dict[str, Any]:
-    """A conversational prompt-completion row (TRL computes the loss on the completion only)."""
-    return {"prompt": list(messages), "completion": [{"role": "assistant", "content": completion}]}
-
-
 @dataclass(frozen=True)
 class SFTConfig(PostTrainConfig):
     output: Literal["text", "number", "reason", "think"] = option("text", "candidate tasks: answer with the option's text or its number")
@@ -45,7 +40,7 @@ class SFT(PostTrained):
         style = self.style()
         prompts = self.task.prompts(examples, style)
         gold = self.task.gold(examples, targets, prompts, style)
-        return [sft_row(p.messages, g) for p, g in zip(prompts, gold)]
+        return [self.completion_row(p, g) for p, g in zip(prompts, gold)]
 
 
 @dataclass(frozen=True)
@@ -97,7 +92,7 @@ class SFTReason(SFT):
                 f"{len(prompts)} examples, so there is nothing to train on. Use a stronger teacher (--set teacher=...) "
                 "or more examples (--set train_examples=...)."
             )
-        return [sft_row(p.messages, r.completion(p, a)) for p, a, r in kept]
+        return [self.completion_row(p, r.completion(p, a)) for p, a, r in kept]
 
     def _teacher(self) -> Any:
         from recbench.llm import models
