@@ -50,7 +50,7 @@ class PromptStyle:
     """How a method wants its prompts: answer format, history verbalizer and its token budget."""
 
     output: str = "text"  # choice tasks: text | number | reason | think (ignored by list tasks)
-    verbalizer: str = "auto"  # auto: the task's default
+    verbalizer: Any = "auto"  # a registered name (auto: the task's default), or a verbalizer object
     budget: int = 1024
     count_tokens: Callable[[str], int] = whitespace_tokens
 
@@ -84,6 +84,8 @@ class TaskInterface:
         self.users = catalog.users.drop(columns=["user_id"], errors="ignore").to_dict("records")
 
     def verbalizer(self, style: PromptStyle):
+        if not isinstance(style.verbalizer, str):  # a verbalizer object a method built (a trained one)
+            return style.verbalizer
         return get_verbalizer(self.default_verbalizer if style.verbalizer == "auto" else style.verbalizer, self.catalog)
 
     def prompts(self, examples: ExampleSet, style: PromptStyle) -> list[BuiltPrompt]:

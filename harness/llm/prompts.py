@@ -52,7 +52,12 @@ class FittedHistory:
 
 
 def fit_history(verbalizer: Verbalizer, history: History, budget: int, count_tokens: TokenCounter) -> FittedHistory:
-    """The most recent interactions whose verbalization fits ``budget`` tokens (binary search on how many)."""
+    """The most recent interactions whose verbalization fits ``budget`` tokens (binary search on how many).
+
+    A verbalizer with a ``fit`` method of this signature (a model verbalizer) fits the budget itself."""
+    own_fit = getattr(verbalizer, "fit", None)
+    if own_fit is not None:
+        return own_fit(history, budget, count_tokens)
     low, high = 0, len(history)  # invariant: keeping `low` fits; more than `high` does not
     if count_tokens(verbalizer.render(history)) <= budget:
         low = high

@@ -12,7 +12,10 @@ Built-ins, chosen by name in a method's config:
   titles with their genres as two Python-style lists.
 - ``titles``: one ``- Title (year) (genres)`` line per interaction, the shortest history.
 
-Register another with :func:`register_verbalizer` (for example a learned rewriting verbalizer).
+- ``zero_shot``, ``rewrite``, ``action``: an LLM (SmolLM2-135M unless a method binds a trained
+  checkpoint) rewrites the template rows (:mod:`recbench.llm.verbalization`, the verbalization paper).
+
+Register another with :func:`register_verbalizer`.
 """
 
 from __future__ import annotations
@@ -138,10 +141,20 @@ class TitlesVerbalizer:
 
 VerbalizerFactory = Callable[[CatalogView], Verbalizer]
 
+def _model_verbalizer(mode: str) -> VerbalizerFactory:
+    def factory(catalog: CatalogView) -> Verbalizer:
+        from recbench.llm.verbalization import registered  # imports the model code only when used
+
+        return registered(mode)(catalog)
+
+    return factory
+
+
 VERBALIZERS: dict[str, VerbalizerFactory] = {
     "template": TemplateVerbalizer,
     "preferences": PreferenceVerbalizer,
     "titles": TitlesVerbalizer,
+    **{mode: _model_verbalizer(mode) for mode in ("zero_shot", "rewrite", "action")},
 }
 
 
