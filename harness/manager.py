@@ -41,6 +41,7 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.llm.rlhf",
     "recbench.plugins.llm.emb",
     "recbench.plugins.llm.langptune",
+    "recbench.plugins.llm.verbalization",
 )
 
 ENTRY_POINT_GROUP = "recbench"
