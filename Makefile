@@ -10,7 +10,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 
 $(BIN)/recbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)" -e ".[test]"
+	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)" -e ".[test,cluster]"
 	touch $@
 
 # The main job on embedded defaults: baselines on the three MovieLens-100K tasks, the embedded LLM

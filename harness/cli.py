@@ -20,6 +20,7 @@ from recbench.errors import ConfigError, RecbenchError
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a sweep on an executor records as its command
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
@@ -64,7 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop a method whose fit plus predict take longer than this (the sweep goes on)")
     run.add_argument("--max-memory-gb", type=float, metavar="GB",
                      help="address-space limit of the method's worker; going over ends that run with an error")
+    run.add_argument("--executor", metavar="NAME",
+                     help="run each run of the sweep as a job of this executor (local, slurm; `recbench list executors`); "
+                          "options as --set executor.KEY=VALUE or an [executor] table. Default: here, one after another")
+    run.add_argument("--detach", action="store_true",
+                     help="with --executor: submit the jobs and return at once (`recbench status` follows them)")
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="which runs of a sweep on an executor are done, queued, running or failed")
+    status.add_argument("sweep", nargs="?", help="the sweep id `recbench run --executor` printed (or its start); "
+                                                 "default: the latest sweep")
+    status.add_argument("--results-dir", help="the results folder of the run (default ./results or $RECBENCH_RESULTS)")
+    status.set_defaults(func=cmd_status)
 
     ceiling = sub.add_parser("ceiling", help="record a simulated task's Bayes-optimal ceiling (the oracle row)")
     ceiling.add_argument("--task", required=True)
@@ -86,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     ties.set_defaults(func=cmd_ties)
 
     lst = sub.add_parser("list", help="list tasks, methods, datasets or metrics")
-    lst.add_argument("what", choices=["tasks", "methods", "datasets", "metrics"])
-    lst.add_argument("-v", "--verbose", action="store_true", help="also show each method's config options")
+    lst.add_argument("what", choices=["tasks", "methods", "datasets", "metrics", "executors"])
+    lst.add_argument("-v", "--verbose", action="store_true", help="also show each method's or executor's options")
     lst.set_defaults(func=cmd_list)
 
     plugins = sub.add_parser("plugins", help="list loaded plugins, their versions and where they came from")
@@ -139,6 +151,7 @@ examples:
   recbench run --task fullrank --method most_popular
   recbench run --task rerank --method random,most_popular --seed 0,1,2
   recbench run --task topk --method most_popular --set task.horizon=5
+  recbench run --task rerank --method sft,grpo --seed 0,1,2 --executor slurm --set executor.gpus_per_job=1
 """
 
 
@@ -157,7 +170,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     file_values = read_config_file(args.config) if args.config else {}
     overrides = parse_assignments(args.set)
     task_settings = {**file_values.pop("task", {}), **{k[5:]: v for k, v in overrides.items() if k.startswith("task.")}}
-    cli_settings = {k: v for k, v in overrides.items() if not k.startswith("task.")}
+    executor_settings = {**file_values.pop("executor", {}),
+                         **{k[9:]: v for k, v in overrides.items() if k.startswith("executor.")}}
+    cli_settings = {k: v for k, v in overrides.items() if not k.startswith(("task.", "executor."))}
+    if (executor_settings or args.detach) and not args.executor:
+        raise ConfigError("executor options and --detach need --executor NAME (e.g. --executor slurm); "
+                          "without it the sweep runs here, one run after another.")
     per_method = file_values.pop("method", {})
     if file_values and len(methods) > 1:
         raise ConfigError(
@@ -172,34 +190,102 @@ def cmd_run(args: argparse.Namespace) -> int:
     if len(methods) > 1:
         _check_sweep_settings(registry, methods, cli_settings)
     runner = Runner(registry, pm, ResultStore(args.results_dir))
+    requests = [
+        RunRequest(
+            task=args.task, method=name, dataset=args.dataset, seed=seed,
+            method_settings={**file_values, **per_method.get(name, {})},
+            cli_settings=cli_settings if len(methods) == 1 or not cli_settings else _only_known(registry, name, cli_settings),
+            task_settings=task_settings, force=args.force, quiet=args.quiet,
+            isolation=IN_PROCESS if args.in_process else WORKER, timeout_s=args.timeout,
+            max_memory_gb=args.max_memory_gb,
+        )
+        for name in methods for seed in seeds
+    ]
+    if args.executor:
+        return _run_on_executor(args, registry, runner, requests, executor_settings)
     rows, failed = [], []
-    for name in methods:
-        for seed in seeds:
-            request = RunRequest(
-                task=args.task, method=name, dataset=args.dataset, seed=seed,
-                method_settings={**file_values, **per_method.get(name, {})},
-                cli_settings=cli_settings if len(methods) == 1 or not cli_settings else _only_known(registry, name, cli_settings),
-                task_settings=task_settings, force=args.force, quiet=args.quiet,
-                isolation=IN_PROCESS if args.in_process else WORKER, timeout_s=args.timeout,
-                max_memory_gb=args.max_memory_gb,
-            )
-            try:
-                outcome = runner.run(request)
-            except Exception as exc:
-                if not is_method_failure(exc) or len(methods) * len(seeds) == 1:
-                    raise
-                failed.append(f"{name} seed {seed}")  # a method's failure ends its run, not the sweep
-                print(f"recbench: error: {name} (seed {seed}) failed: {exc}", file=sys.stderr)
-                continue
-            rows.append(_summary_row(outcome))
-            if not args.quiet:
-                state = "cached" if outcome.cached else "done"
-                print(f"[{state}] {outcome.document['command']}  ->  {outcome.path}", file=sys.stderr)
+    for request in requests:
+        name, seed = request.method, request.seed
+        try:
+            outcome = runner.run(request)
+        except Exception as exc:
+            if not is_method_failure(exc) or len(requests) == 1:
+                raise
+            failed.append(f"{name} seed {seed}")  # a method's failure ends its run, not the sweep
+            print(f"recbench: error: {name} (seed {seed}) failed: {exc}", file=sys.stderr)
+            continue
+        rows.append(_summary_row(outcome))
+        _print_done(outcome, args.quiet)
     _print_summary(rows)
     if failed:
         print(f"recbench: {len(failed)} run(s) failed and wrote no result: {', '.join(failed)}.", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_on_executor(args: argparse.Namespace, registry, runner, requests: list, settings: dict[str, Any]) -> int:
+    """The sweep's runs as jobs of ``--executor``: submitted, then waited for or (``--detach``) left running."""
+    import shlex
+    import textwrap
+
+    from recbench.config import build_config
+    from recbench.executors import jobs_dir
+    from recbench.sweep import run_sweep
+
+    cls = registry.executors.get(args.executor)
+    config = build_config(cls.Config, settings, owner=f"executor {args.executor!r} options")
+    executor = cls(config, jobs_dir(runner.store.root.resolve()) / "logs")
+    command = shlex.join(["recbench", *args.argv])
+    sweep = run_sweep(runner, executor, requests, command=command, detach=args.detach, quiet=args.quiet)
+    for line in sweep.elsewhere:
+        print(f"[running] {line}: not submitted again", file=sys.stderr)
+    status = shlex.join(["recbench", "status", sweep.sweep_id] + (["--results-dir", args.results_dir] if args.results_dir else []))
+    if args.detach:
+        print(f"submitted {sweep.submitted} job(s) of sweep {sweep.sweep_id} to {executor.name}; "
+              f"{len(sweep.outcomes)} run(s) already had results.\n"
+              f"  follow them:  {status}\n"
+              "  collect them: rerun this same command; it answers finished runs from their results, leaves running "
+              "ones alone and resubmits failed ones.")
+        return 0
+    for outcome in sweep.outcomes:
+        _print_done(outcome, args.quiet)
+    for failure in sweep.failed:
+        print(f"recbench: error: {failure.label} failed in job {failure.job_id} (log: {failure.log_path}):\n"
+              f"{textwrap.indent(failure.error, '    ')}", file=sys.stderr)
+    _print_summary([_summary_row(outcome) for outcome in sweep.outcomes])
+    if sweep.failed:
+        print(f"recbench: {len(sweep.failed)} run(s) failed and wrote no result: "
+              f"{', '.join(f.label for f in sweep.failed)}. Rerun the same command to resubmit them; `{status}` "
+              "lists them with their logs.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import textwrap
+
+    from tabulate import tabulate
+
+    from recbench.manager import load_registry
+    from recbench.results import ResultStore
+    from recbench.sweep import sweep_status
+
+    sweep, runs = sweep_status(ResultStore(args.results_dir).root, args.sweep, load_registry().executors)
+    print(f"sweep {sweep['sweep']} on {sweep['executor']}: {sweep['command']}")
+    print(tabulate([[r.label, r.state, r.job_id, r.log] for r in runs], headers=["run", "state", "job", "log"],
+                   tablefmt="simple"))
+    for run in runs:
+        if run.error:
+            print(f"\n{run.label} ({run.state}, job {run.job_id}), last lines:\n{textwrap.indent(run.error, '    ')}")
+    counts = {state: sum(r.state == state for r in runs) for state in dict.fromkeys(r.state for r in runs)}
+    print("\n" + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    return 0
+
+
+def _print_done(outcome, quiet: bool) -> None:
+    if not quiet:
+        state = "cached" if outcome.cached else "done"
+        print(f"[{state}] {outcome.document['command']}  ->  {outcome.path}", file=sys.stderr)
 
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which every method may use, takes 0 .. 2**32 - 1
@@ -309,12 +395,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = []
         for name, cls in sorted(registry.methods.entries.items()):
             rows.append([name, ", ".join(registry.tasks_supported_by(cls)), cls.description])
-            if args.verbose:
-                from recbench.config import describe_fields
-
-                for field_name, type_name, default, doc in describe_fields(cls.Config):
-                    rows.append(["", f"  {field_name}: {type_name} = {default!r}", doc])
+            rows += _option_rows(cls.Config, args.verbose)
         headers = ["method", "tasks", "description"]
+    elif args.what == "executors":
+        rows = []
+        for name, cls in sorted(registry.executors.entries.items()):
+            rows.append([name, "", cls.description])
+            rows += _option_rows(cls.Config, args.verbose)
+        headers = ["executor", "options (-v)", "description"]
     elif args.what == "datasets":
         rows = [[name, spec.description] for name, spec in sorted(registry.datasets.entries.items())]
         headers = ["dataset", "description"]
@@ -323,6 +411,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         headers = ["metric", "cutoff", "description"]
     print(tabulate(rows, headers=headers, tablefmt="simple"))
     return 0
+
+
+def _option_rows(config_cls: type, verbose: bool) -> list[list[str]]:
+    from recbench.config import describe_fields
+
+    return [["", f"  {name}: {type_name} = {default!r}", doc]
+            for name, type_name, default, doc in describe_fields(config_cls)] if verbose else []
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -335,7 +430,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda pair: pair[0]):
         provides = []
-        for section in (registry.datasets, registry.task_kinds, registry.tasks, registry.methods, registry.metrics):
+        for section in (registry.datasets, registry.task_kinds, registry.tasks, registry.methods, registry.metrics,
+                        registry.executors):
             names = [n for n, src in section.sources.items() if src == name]
             if names:
                 provides.append(f"{section.kind}s: {', '.join(sorted(names))}")

@@ -83,6 +83,17 @@ def recbench_register_rewards(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def recbench_register_executors(register: Callable[..., None]) -> None:
+    """Register executors: where ``recbench run --executor NAME`` sends the runs of a sweep.
+
+    :param register: call ``register(ExecutorClass)`` with a subclass of
+        :class:`recbench.executors.Executor` that sets ``name``, ``description`` and ``Config`` (a
+        frozen dataclass of the ``executor.KEY`` options) and implements ``submit``.
+    :return: nothing; called once for every plugin implementing it (all results ignored).
+    """
+
+
+@hookspec
 def recbench_run_started(run: RunContext) -> None:
     """Called once before a method is fitted.
 

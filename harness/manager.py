@@ -41,6 +41,7 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.llm.rlhf",
     "recbench.plugins.llm.emb",
     "recbench.plugins.llm.langptune",
+    "recbench.plugins.cluster",
     "recbench.plugins.llm.verbalization",
 )
 
@@ -89,6 +90,7 @@ def load_registry(pm: pluggy.PluginManager | None = None) -> Registry:
         ("recbench_register_tasks", registry.tasks),
         ("recbench_register_methods", registry.methods),
         ("recbench_register_metrics", registry.metrics),
+        ("recbench_register_executors", registry.executors),
     )
     for hook_name, section in sections:
         hook = getattr(pm.hook, hook_name)

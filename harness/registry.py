@@ -1,4 +1,4 @@
-"""The registry of datasets, task kinds, tasks, methods and metrics.
+"""The registry of datasets, task kinds, tasks, methods, metrics and executors.
 
 pluggy does not look at what plugins pass, so this module does: right type, unique name (a
 duplicate names both plugins), and an unknown name answered with close matches and the list.
@@ -72,7 +72,7 @@ def _check_class(kind: str, base_path: str) -> Callable[[Any], str]:
                 f"a {kind} must be a subclass of {base.__module__}.{base.__qualname__}; got {value!r}."
             )
         value.validate_class()
-        return value.name if kind == "method" else value.kind
+        return value.kind if kind == "task kind" else value.name
 
     return check
 
@@ -99,6 +99,7 @@ class Registry:
         self.tasks: Section[Any] = Section("task", _check_instance("task", "recbench.task:TaskSpec"))
         self.methods: Section[Any] = Section("method", _check_class("method", "recbench.method:Method"))
         self.metrics: Section[Any] = Section("metric", _check_instance("metric", "recbench.metrics:Metric"))
+        self.executors: Section[Any] = Section("executor", _check_class("executor", "recbench.executors:Executor"))
 
     def check_tasks(self) -> None:
         """Every task spec must name a registered kind and dataset."""

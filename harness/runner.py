@@ -127,7 +127,7 @@ class Runner:
     def run(self, request: RunRequest) -> RunOutcome:
         """Plan, answer from a stored result or prepare the split, execute the method, score, record."""
         plan = self.plan(request)
-        cached = None if request.force else self._stored(plan, request)
+        cached = None if request.force else self.stored(plan, request)
         if cached is not None:
             return cached
         # the worker boots (imports) while this process loads the split
@@ -159,8 +159,10 @@ class Runner:
     def protected_paths(self) -> list[Path]:
         return protected_paths(self.store.root)
 
-    def _stored(self, plan: RunPlan, request: RunRequest) -> RunOutcome | None:
-        """The stored result of this run; an in-process one does not answer an isolated request."""
+    def stored(self, plan: RunPlan, request: RunRequest) -> RunOutcome | None:
+        """The stored result of this run; an in-process one does not answer an isolated request.
+
+        A sweep on an executor asks this before submitting, so finished runs never become jobs."""
         name, method = plan.task.spec.name, plan.method_cls.name
         document = self.store.load(name, method, plan.run_id)
         if document is None or (request.isolation == WORKER and isolation_of(document) != WORKER):
