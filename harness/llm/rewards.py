@@ -14,6 +14,8 @@ Built-ins:
 - ``format``: 1 when the reply keeps the asked-for shape (``<think>...</think><answer>...</answer>``
   for ``output=think``, an answer tag for ``number``, a parsable list for titles);
 - ``legal``: 1 when the answer is one of the candidates / grounds to a catalog item;
+- ``correct``: 1 when the answer (the first item a reply names) is the target, else 0 (the
+  CURec paper's correctness reward; on a single-answer choice it equals ``metric:name=recall@1``);
 - ``rank``: a dense reward for small models: 1/rank of the target when options are ordered by
   how much of each one the reply names (n-gram overlap or the named number first), so a near miss
   earns more than nothing and a group of replies rarely has zero variance.
@@ -192,6 +194,17 @@ def legal_reward() -> RewardFn:
     return reward
 
 
+def correct_reward() -> RewardFn:
+    def reward(replies, rows):
+        out = []
+        for text, row in zip(replies, rows):
+            reading = read_reply(text, row)
+            out.append(float(reading.valid and bool(reading.ranked) and reading.ranked[0] in set(row["gold"])))
+        return out
+
+    return reward
+
+
 def rank_reward() -> RewardFn:
     """Dense: 1/rank of the gold option when options are ordered by how strongly the reply names them."""
 
@@ -238,5 +251,5 @@ def length_plateau_reward(low: float = 0.3, high: float = 0.7, source_chars: str
 
 
 for _name, _factory in (("metric", metric_reward), ("format", format_reward), ("legal", legal_reward),
-                        ("rank", rank_reward), ("length_plateau", length_plateau_reward)):
+                        ("correct", correct_reward), ("rank", rank_reward), ("length_plateau", length_plateau_reward)):
     register_reward(_name, _factory)
