@@ -153,3 +153,18 @@ def test_both_stages_train_with_their_rewards_and_answer(rerank):
     rows = method.verbalizer_rows(batch, data.test_targets.take(np.arange(3)))
     answer = json.loads(rows[0]["answer_row"])
     assert SLOT in answer["reasoner"][-1]["content"] and answer["forced_prefix"] == "" and answer["source_chars"] > 0
+
+
+def test_presets_state_the_papers_settings():
+    from recbench.plugins.llm.verbalization import VerbalRewrite
+
+    paper = VerbalRewrite(VerbalRewrite.Config(preset="paper")).config
+    assert (paper.verbalizer_model, paper.oracle_scoring, paper.alpha, paper.length_low, paper.length_high) == (
+        "Qwen/Qwen3-8B", "choice", 0.9, 0.3, 0.7)
+    assert paper.use_vllm and paper.loss_type == "grpo" and paper.beta > 0 and paper.oracle.startswith("http://")
+    smoke = VerbalRewrite(VerbalRewrite.Config()).config
+    assert (smoke.verbalizer_model, smoke.num_generations, smoke.verbal_tokens, smoke.oracle_scoring) == (
+        "smollm2-135m", 4, 64, "prob")
+    assert 16 <= smoke.train_examples <= 64 and not smoke.use_vllm
+    with pytest.raises(ValueError, match="alpha"):
+        VerbalRewrite.Config(alpha=1.5)

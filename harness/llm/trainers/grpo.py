@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from recbench.errors import ConfigError
 from recbench.llm.trainers import BuildContext, TrainerSpec, register_trainer
 
 
@@ -32,6 +33,7 @@ class GRPOArgs:
     loss_type: str = "grpo"
     epsilon: float = 0.2
     scale_rewards: str = "group"
+    use_vllm: bool = False  # generate with vLLM colocated in the training process (GPU machines with vllm installed)
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -70,7 +72,14 @@ def build_grpo(ctx: BuildContext):
     from trl import GRPOConfig, GRPOTrainer
 
     c = ctx.config
-    config = GRPOConfig(loss_type=c.loss_type, scale_rewards=c.scale_rewards, **_common(ctx))
+    vllm = {}
+    if c.use_vllm:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("use_vllm=true needs vLLM installed with a GPU (pip install vllm); set use_vllm=false.")
+        vllm = {"use_vllm": True, "vllm_mode": "colocate"}
+    config = GRPOConfig(loss_type=c.loss_type, scale_rewards=c.scale_rewards, **vllm, **_common(ctx))
     return GRPOTrainer(model=ctx.model, reward_funcs=[trl_reward(r) for r in c.rewards], args=config,
                        train_dataset=ctx.dataset, processing_class=ctx.tokenizer)
 
