@@ -82,6 +82,9 @@ class Executor:
         if not (dataclasses.is_dataclass(config) and config.__dataclass_params__.frozen):  # type: ignore[union-attr]
             raise RegistrationError(f"executor {cls.name!r}: Config must be a frozen dataclass, got {config!r}.")
 
+    def check(self) -> None:
+        """Raise :class:`recbench.errors.ConfigError` when jobs cannot be submitted from here; called before a sweep is planned."""
+
     def max_running(self) -> int | None:
         """How many jobs a waiting parent keeps submitted at once; None: submit them all now (a queue throttles)."""
         return None

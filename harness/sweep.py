@@ -47,6 +47,7 @@ class SweepOutcome:
 def run_sweep(runner: Runner, executor: Executor, requests: Sequence[RunRequest], *, command: str,
               detach: bool = False, quiet: bool = False) -> SweepOutcome:
     """Submit the runs of ``requests`` that have no result; then wait for them (one progress bar) unless ``detach``."""
+    executor.check()
     root = runner.store.root.resolve()
     records = RunRecords(jobs_dir(root))
     plans = _unique_plans(runner, requests)
@@ -55,7 +56,7 @@ def run_sweep(runner: Runner, executor: Executor, requests: Sequence[RunRequest]
     jobs: list[Job] = []
     for plan, request in plans:
         check_gpus(plan, executor)
-        label = f"{plan.method_cls.name} seed {request.seed}"
+        label = _label(plan, request)
         stored = None if request.force else runner.stored(plan, request)
         if stored is not None:
             outcome.outcomes.append(stored)
@@ -103,6 +104,10 @@ def _unique_plans(runner: Runner, requests: Sequence[RunRequest]) -> list[tuple[
     return list(plans.values())
 
 
+def _label(plan: RunPlan, request: RunRequest) -> str:
+    return f"{plan.method_cls.name} seed {request.seed}"
+
+
 def _active_job(records: RunRecords, executor: Executor, run_id: str) -> str | None:
     """The id of an earlier job of this run that the scheduler says is still queued or running."""
     submitted, state = records.submitted(run_id), records.state(run_id)
@@ -128,6 +133,8 @@ def _wait(executor: Executor, records: RunRecords, jobs: list[Job], limit: int, 
           runner: Runner, quiet: bool) -> None:
     from tqdm.auto import tqdm
 
+    if not jobs:
+        return
     pending, running = list(jobs), []
     with tqdm(total=len(jobs), desc=f"sweep {outcome.sweep_id} on {executor.name}", unit="job", disable=quiet) as bar:
         while pending or running:
@@ -157,7 +164,7 @@ def _collect(job: Job, submission: Submission, outcome: SweepOutcome, runner: Ru
 
 def _write_sweep(root: Path, sweep_id: str, command: str, executor: Executor,
                  plans: list[tuple[RunPlan, RunRequest]], runner: Runner) -> None:
-    runs = [{"run_id": plan.run_id, "label": f"{plan.method_cls.name} seed {request.seed}",
+    runs = [{"run_id": plan.run_id, "label": _label(plan, request),
              "path": str(runner.store.path(plan.task.spec.name, plan.method_cls.name, plan.run_id).relative_to(root))}
             for plan, request in plans]
     record = {"sweep": sweep_id, "command": command, "executor": executor.name, "folder": str(executor.folder),

@@ -8,6 +8,7 @@ runs ``accelerate launch`` inside its job, on the job's ``gpus_per_job`` GPUs.
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,9 +58,8 @@ class SubmititSubmission:
 class SubmititExecutor(Executor):
     """What both built-ins share: a submitit executor, ``map_array`` over the jobs, logs in ``folder``."""
 
-    def __init__(self, config: Any, folder: Path) -> None:
-        import_submitit()  # before a sweep is planned, not after
-        super().__init__(config, folder)
+    def check(self) -> None:
+        import_submitit()
 
     def make(self, submitit: Any) -> Any:
         raise NotImplementedError
@@ -131,10 +131,7 @@ class SlurmExecutor(SubmititExecutor):
             if not sep or not key.strip():
                 raise ConfigError(f"executor.sbatch takes key=value flags, got {flag!r} (e.g. mail-type=END).")
             extra[key.strip().lstrip("-")] = value.strip()
-        try:
-            executor = submitit.SlurmExecutor(folder=self.folder)
-        except RuntimeError as exc:  # no srun on this machine
-            raise ConfigError(f"executor 'slurm': {exc} Submit from a Slurm login node.") from None
+        executor = submitit.SlurmExecutor(folder=self.folder)
         wanted = {
             "job_name": "recbench", "partition": config.partition, "gpus_per_node": config.gpus_per_job or None,
             "cpus_per_task": config.cpus_per_job, "mem": f"{config.mem_gb}GB" if config.mem_gb else None,
@@ -144,6 +141,13 @@ class SlurmExecutor(SubmititExecutor):
         }
         executor.update_parameters(**{key: value for key, value in wanted.items() if value is not None})
         return executor
+
+    def check(self) -> None:
+        super().check()
+        missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+        if missing:
+            raise ConfigError(f"executor 'slurm' submits with sbatch and srun, but finds no {' or '.join(missing)} on "
+                              "PATH here. Run recbench on a Slurm login node, or use --executor local.")
 
     def is_active(self, job_id: str, host: str) -> bool | None:
         submitit = import_submitit()

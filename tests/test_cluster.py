@@ -152,6 +152,7 @@ def test_slurm_executor_submits_one_array_with_the_asked_sbatch_parameters(tmp_p
     (["--executor", "slurm", "--set", "executor.partitoin=gpu"],
      "executor 'slurm' options: unknown key 'partitoin'. Did you mean 'partition'?"),
     (["--set", "executor.partition=gpu"], "need --executor NAME"),
+    (["--executor", "slurm"], "finds no sbatch or srun on PATH here"),
     (["--executor", "local", "--set", "executor.parallelism=1", "--seed", "0,1", "--detach"],
      "--detach would start all 2 jobs at once"),
 ])
@@ -174,7 +175,7 @@ def test_missing_submitit_names_the_extra(tmp_path, monkeypatch, capsys):
 
 def test_recipe_processes_must_fit_the_jobs_gpus(tmp_path, capsys):
     argv = ["run", "--task", "rerank", "--method", "sft", "--dataset", "synthetic-tiny", "--set", "processes=2",
-            "--results-dir", str(tmp_path / "results"), "-q", "--executor", "slurm", "--set", "executor.gpus_per_job=1"]
+            "--results-dir", str(tmp_path / "results"), "-q", "--executor", "local", "--set", "executor.gpus_per_job=1"]
     assert main(argv) == 2
     assert "processes=2 under accelerate launch" in capsys.readouterr().err
 
