@@ -165,6 +165,15 @@ def test_bad_executor_input_is_refused_before_anything_is_submitted(tmp_path, ca
     assert not list(jobs_dir(out).glob("runs/*"))
 
 
+def test_executor_options_come_from_the_config_file_too(tmp_path, capsys):
+    config = tmp_path / "cluster.toml"
+    config.write_text('[executor]\npartition = "gpu"\ngpus_per_jobs = 2\n')
+    argv = ["run", "--task", "fullrank", "--method", "random", "--dataset", "synthetic-tiny", "--config", str(config),
+            "--results-dir", str(tmp_path / "results"), "-q", "--executor", "slurm"]
+    assert main(argv) == 2
+    assert "unknown key 'gpus_per_jobs'. Did you mean 'gpus_per_job'?" in capsys.readouterr().err
+
+
 def test_missing_submitit_names_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit now raises ImportError
     argv = ["run", "--task", "fullrank", "--method", "random", "--dataset", "synthetic-tiny",
