@@ -1,0 +1,180 @@
+"""The verbalization recipe's stage 1 measured: time per GRPO step, and the reward curves of finished runs.
+
+    .venv/bin/python benches/verbalization.py time [--method verbal_rewrite] [--steps 3] [--set key=value ...]
+    .venv/bin/python benches/verbalization.py curve RESULTS_DIR OUT_DIR
+
+``time`` fits the method's stage 1 on the ``rerank`` task in this process (smoke preset, ``steps``
+GRPO steps of ``prompts_per_step`` examples) with TRL's trainer methods wrapped by timers, and
+prints per step: generation (``GRPOTrainer._generate_single_turn``), the oracle reward
+(:data:`recbench.llm.oracle.ORACLE_TIMES`, with how many verbalizations it scored and reused),
+the rest of the rewards and scoring (reference and old log-probabilities), and optimisation (the
+forward and backward pass of the loss). ``curve`` plots, for every ``verbal_*`` result under
+``RESULTS_DIR``, the stage-1 mean reward per step split into its accuracy part (``oracle``,
+r_acc) and its length part (``compression``, r_len), unweighted, into
+``OUT_DIR/verbalization_reward_curve.png``, and prints the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def rerank_data(task_settings: dict[str, Any]):
+    from recbench.data.store import apply_filters, get_catalog
+    from recbench.manager import load_registry
+    from recbench.runner import prepare_task_data
+
+    registry = load_registry()
+    spec = registry.tasks.get("rerank")
+    catalog = apply_filters(get_catalog(registry.datasets.get(spec.dataset)), list(spec.filters))
+    task = registry.task_kinds.get(spec.kind)(spec, task_settings)
+    return prepare_task_data(task, catalog, task.protocol(catalog))
+
+
+def timed_steps() -> list[dict[str, float]]:
+    """Wraps GRPOTrainer's step, input preparation and generation with timers; returns the per-step list it fills."""
+    from trl import GRPOTrainer
+
+    from recbench.llm.oracle import ORACLE_TIMES
+
+    steps: list[dict[str, float]] = []
+    current: dict[str, float] = {}
+
+    def wrap(name: str, key: str):
+        original = getattr(GRPOTrainer, name)
+
+        def timed(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                current[key] = current.get(key, 0.0) + time.perf_counter() - start
+
+        setattr(GRPOTrainer, name, timed)
+
+    step_original = GRPOTrainer.training_step
+
+    def step(self, *args, **kwargs):
+        current.clear()
+        oracle_before = dict(ORACLE_TIMES)
+        start = time.perf_counter()
+        out = step_original(self, *args, **kwargs)
+        total = time.perf_counter() - start
+        oracle = ORACLE_TIMES["seconds"] - oracle_before["seconds"]
+        prepare, generation = current.get("prepare", 0.0), current.get("generation", 0.0)
+        steps.append({"total_s": total, "generation_s": generation, "oracle_reward_s": oracle,
+                      "other_scoring_s": prepare - generation - oracle, "optimisation_s": total - prepare,
+                      "oracle_scored": ORACLE_TIMES["scored"] - oracle_before["scored"],
+                      "oracle_reused": ORACLE_TIMES["reused"] - oracle_before["reused"]})
+        return out
+
+    wrap("_prepare_inputs", "prepare")
+    wrap("_generate_single_turn", "generation")
+    GRPOTrainer.training_step = step
+    return steps
+
+
+def time_stage1(args: argparse.Namespace) -> int:
+    from recbench.config import build_config
+    from recbench.manager import load_registry
+
+    data = rerank_data({})
+    method_cls = load_registry().methods.get(args.method)
+    settings = dict(s.split("=", 1) for s in args.set)
+    config = build_config(method_cls.Config, {}, settings, owner=f"method {args.method!r} config")
+    method = method_cls(config)
+    c = method.config
+    steps_wanted = args.steps * c.prompts_per_step
+    method = method_cls(build_config(method_cls.Config, {}, {**settings, "train_examples": str(steps_wanted),
+                                                               "valid_examples": "2"}, owner="bench"))
+    steps = timed_steps()
+    start = time.perf_counter()
+    method.fit(data.fit)
+    wall = time.perf_counter() - start
+    c = method.config
+    print(f"{args.method}, stage 1: {len(steps)} GRPO steps of {c.prompts_per_step} examples x {c.num_generations} "
+          f"verbalizations (<= {c.verbal_tokens} tokens), oracle {c.oracle} ({c.oracle_scoring}); fit {wall:.1f} s")
+    keys = ("total_s", "generation_s", "oracle_reward_s", "other_scoring_s", "optimisation_s", "oracle_scored", "oracle_reused")
+    print("step " + " ".join(f"{k:>16}" for k in keys))
+    for i, s in enumerate(steps, 1):
+        print(f"{i:>4} " + " ".join(f"{s[k]:>16.2f}" if k.endswith("_s") else f"{s[k]:>16d}" for k in keys))
+    if steps:
+        mean = {k: sum(s[k] for s in steps) / len(steps) for k in keys}
+        print("mean " + " ".join(f"{mean[k]:>16.2f}" for k in keys))
+        print(json.dumps({"method": args.method, "steps": steps, "mean": mean}))
+    return 0
+
+
+def stage1_curves(results: Path) -> dict[str, list[dict[str, float]]]:
+    out = {}
+    for path in sorted(results.rglob("*.json")):
+        try:
+            document = json.loads(path.read_text())
+        except ValueError:
+            continue
+        method = document.get("method") if isinstance(document.get("method"), dict) else {}
+        name = method.get("name", "")
+        trained = (method.get("fitted") or {}).get("trained") or {}
+        curve = (trained.get("verbalizer") or {}).get("curve")
+        if name.startswith("verbal_") and curve:
+            out[name] = curve
+    return out
+
+
+def plot(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    curves = stage1_curves(Path(args.results))
+    if not curves:
+        print(f"no verbal_* result with a stage-1 curve under {args.results}")
+        return 1
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, curve in sorted(curves.items()):
+        steps = [p["step"] for p in curve]
+        for ax, key in zip(axes, ("reward", "rewards/oracle/mean", "rewards/compression/mean")):
+            values = [p.get(key) for p in curve]
+            if any(v is not None for v in values):
+                ax.plot(steps, values, marker=".", label=name)
+        print(name)
+        for p in curve:
+            print(f"  step {p['step']:>3}: reward {p.get('reward', float('nan')):.4f}  r_acc "
+                  f"{p.get('rewards/oracle/mean', float('nan')):.4f}  r_len {p.get('rewards/compression/mean', float('nan')):.4f}"
+                  f"  zero-std groups {p.get('frac_reward_zero_std', float('nan')):.2f}  kl {p.get('kl', float('nan')):.4f}")
+    titles = ("weighted total", "r_acc (oracle)", "r_len (compression plateau)")
+    for ax, title in zip(axes, titles):
+        ax.set_title(title)
+        ax.set_xlabel("GRPO step")
+    axes[0].set_ylabel("mean reward over the step's samples")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "verbalization_reward_curve.png", dpi=120)
+    print(f"wrote {out / 'verbalization_reward_curve.png'}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    timing = sub.add_parser("time")
+    timing.add_argument("--method", default="verbal_rewrite")
+    timing.add_argument("--steps", type=int, default=3)
+    timing.add_argument("--set", action="append", default=[], help="method option key=value")
+    curve = sub.add_parser("curve")
+    curve.add_argument("results")
+    curve.add_argument("out")
+    args = parser.parse_args(argv)
+    return time_stage1(args) if args.command == "time" else plot(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
