@@ -41,6 +41,7 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.llm.rlhf",
     "recbench.plugins.llm.emb",
     "recbench.plugins.llm.langptune",
+    "recbench.plugins.llm.curec",
     "recbench.plugins.cluster",
     "recbench.plugins.llm.verbalization",
 )
