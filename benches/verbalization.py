@@ -9,7 +9,7 @@ prints per step: generation (``GRPOTrainer._generate_single_turn``), the oracle 
 (:data:`recbench.llm.oracle.ORACLE_TIMES`, with how many verbalizations it scored and reused),
 the rest of the rewards and scoring (reference and old log-probabilities), and optimisation (the
 forward and backward pass of the loss). ``curve`` plots, for every ``verbal_*`` result under
-``RESULTS_DIR``, the stage-1 mean reward per step split into its accuracy part (``oracle``,
+``RESULTS_DIR`` (or in one checkpoint's ``train_log.json``), the stage-1 mean reward per step split into its accuracy part (``oracle``,
 r_acc) and its length part (``compression``, r_len), unweighted, into
 ``OUT_DIR/verbalization_reward_curve.png``, and prints the numbers.
 """
@@ -111,7 +111,10 @@ def time_stage1(args: argparse.Namespace) -> int:
 
 
 def stage1_curves(results: Path) -> dict[str, list[dict[str, float]]]:
+    """Stage-1 curves of the ``verbal_*`` results under ``results``, or of one checkpoint's ``train_log.json``."""
     out = {}
+    if results.is_file():  # a stage-1 checkpoint's training log (e.g. the one ``time`` trained)
+        return {results.parent.name: json.loads(results.read_text())["curve"]}
     for path in sorted(results.rglob("*.json")):
         try:
             document = json.loads(path.read_text())
