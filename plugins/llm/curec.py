@@ -78,7 +78,7 @@ class CURecAlign(GRPO):
 
 
 CUREC_PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {"model": "smollm2-135m", "embedder": "all-minilm-l6-v2", "align_prompts": 16, "align_valid": 8,
+    "smoke": {"model": "smollm2-135m", "embedder": "all-minilm-l6-v2", "align_prompts": 24, "align_valid": 8,
               "align_lr": 2e-4, "align_epochs": 1.0, "align_tokens": 64, "group_size": 4, "prompts_per_step": 2,
               "history_items": 10, "pattern_users": 32, "reasons_per_user": 3, "text_tokens": 48, "windows": 4,
               "correction_interactions": 16, "correction_batch": 4, "correction_lr": 1e-4, "rm_epochs": 10,
