@@ -257,13 +257,13 @@ class ArtworkChoice(CandidateChoice):
 
 
 class TitleChoice(CandidateChoice):
-    """Candidate items shown as bare titles with genres, history as a short title list (small prompts)."""
+    """Candidates as ``genre: title`` lines, history as a short list of the same (small prompts, a task small models learn)."""
 
     default_verbalizer = "titles"
 
     def option_prompt(self, examples, row, codes, style):
         history = self.verbalizer(style).render(History.of(examples, row))
-        options = [self.items.with_genres(int(c)) for c in codes]
+        options = [self.items.genres_first(int(c)) for c in codes]
         intro = "Predict which of the candidate movies the user will watch next, based on the movies they watched."
         return choice_prompt(intro, history, len(examples.histories.items_of(row)), "", options, "movie", style.output)
 

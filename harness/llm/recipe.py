@@ -39,8 +39,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"model": "smollm2-135m", "train_examples": 24, "valid_examples": 8, "lr_grid": (2e-4, 1e-3),
               "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 1, "grad_accum": 4,
               "gradient_checkpointing": False},
-    # a quarter of an hour on 2 CPU cores: enough steps for a 135M model to learn a short-prompt task
-    "cpu": {"model": "smollm2-135m", "train_examples": 400, "valid_examples": 40, "lr_grid": (1e-3,),
+    # about 20 minutes on 2 CPU cores: 150 steps, past the ~100 steps where SmolLM2-135M starts to learn the learnability task
+    "cpu": {"model": "smollm2-135m", "train_examples": 600, "valid_examples": 40, "lr_grid": (1e-3,),
             "epochs": 1.0, "max_history_tokens": 256, "train_batch_size": 4, "grad_accum": 1,
             "gradient_checkpointing": False},
     "paper": {"model": "meta-llama/Llama-3.1-8B-Instruct", "train_examples": 0, "valid_examples": 1000,
@@ -59,7 +59,7 @@ class PostTrainConfig(LLMConfig):
         "smoke", "defaults for the None options: smoke (CPU, minutes), cpu (CPU, ~15 min of training), paper (GPU)")
     model: str | None = option(None, "base model: alias, hub id or local folder (smoke/cpu: smollm2-135m; paper: Llama-3.1-8B-Instruct)")
     max_history_tokens: int | None = option(None, "token budget of the verbalized history (smoke/cpu 256, paper 4096)")
-    train_examples: int | None = option(None, "training examples used, a seeded draw; 0 = all (smoke 24, cpu 400, paper all)")
+    train_examples: int | None = option(None, "training examples used, a seeded draw; 0 = all (smoke 24, cpu 600, paper all)")
     valid_examples: int | None = option(None, "validation examples that choose the learning rate (smoke 8, cpu 40, paper 1000)")
     lr_grid: tuple[float, ...] | None = option(None, "learning rates tried, the best by the task's metric on validation kept")
     epochs: float | None = option(None, "passes over the training rows")

@@ -10,7 +10,7 @@ Built-ins, chosen by name in a method's config:
   (``19971120, Thursday, 3 PM, ID: 242, Kolya (1996), Rated, Rating: 3/5``).
 - ``preferences``: the RLHF top-k paper's profile, liked (rating >= 3) and disliked (<= 2)
   titles with their genres as two Python-style lists.
-- ``titles``: one ``- Title (year) (genres)`` line per interaction, the shortest history.
+- ``titles``: one ``- genres: Title (year)`` line per interaction, the shortest history.
 
 - ``zero_shot``, ``rewrite``, ``action``: an LLM (SmolLM2-135M unless a method binds a trained
   checkpoint) rewrites the template rows (:mod:`recbench.llm.verbalization`, the verbalization paper).
@@ -71,6 +71,11 @@ class ItemText:
         genres = self.genres[item]
         return f"{self.titles[item]} ({genres})" if genres else self.titles[item]
 
+    def genres_first(self, item: int) -> str:
+        """``"Comedy: Kolya (1996)"``: the genre next to a list's number or bullet, where a small model finds it."""
+        genres = self.genres[item]
+        return f"{genres}: {self.titles[item]}" if genres else self.titles[item]
+
 
 class Verbalizer(Protocol):
     """Turns a history (oldest first) into prompt text; built with ``factory(catalog)``."""
@@ -128,7 +133,11 @@ class PreferenceVerbalizer:
 
 
 class TitlesVerbalizer:
-    """One line per interaction, title with genres only: the shortest history (learnability task, small models)."""
+    """One line per interaction, genres then title: the shortest history (learnability task, small models).
+
+    Genres come first (``- Sci-Fi: Electric Shadow (1981)``), as in the learnability task's options:
+    with them at the end of the line, SmolLM2-135M stayed at chance after 150 SFT steps (400 rows).
+    """
 
     def __init__(self, catalog: CatalogView) -> None:
         self.text = ItemText(catalog)
@@ -136,7 +145,7 @@ class TitlesVerbalizer:
     def render(self, history: History) -> str:
         if not len(history):
             return "The user has not watched anything yet."
-        return "The user watched, oldest first:\n" + "\n".join(f"- {self.text.with_genres(int(i))}" for i in history.items)
+        return "The user watched, oldest first:\n" + "\n".join(f"- {self.text.genres_first(int(i))}" for i in history.items)
 
 
 VerbalizerFactory = Callable[[CatalogView], Verbalizer]
