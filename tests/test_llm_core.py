@@ -256,6 +256,24 @@ def test_recipes_train_and_answer_on_rerank_and_topk(kind, recipe):
     assert checked.items.shape[0] == 3
 
 
+@pytest.mark.usefixtures("one_torch_thread")
+def test_grpo_can_start_from_the_sft_recipes_checkpoint():
+    """start=sft: the SFT run (with start_examples) is fitted first and the policy continues its checkpoint."""
+    from recbench.llm.training import PARENT_FILE, checkpoints_dir
+    from recbench.plugins.llm.grpo import GRPO
+
+    task, data = tiny_task("rerank")
+    method = GRPO(GRPO.Config(model="tiny-random-llama", train_examples=4, valid_examples=3, lr_grid=(1e-2,),
+                              max_history_tokens=24, train_batch_size=2, max_new_tokens=6, cache=False, num_generations=2,
+                              prompts_per_step=2, beta=0.0, start="sft", start_examples=2))
+    assert method.start_recipe().config.train_examples == 2 and method.start_recipe().config.output == "number"
+    method.fit(data.fit)
+    fitted = method.describe()
+    assert fitted["start"] == "sft" and fitted["start_train_rows"] == 2 and fitted["start_checkpoint"].startswith("sft-")
+    parent = json.loads((checkpoints_dir() / fitted["checkpoint"] / PARENT_FILE).read_text())["path"]
+    assert Path(parent).name == fitted["start_checkpoint"]
+
+
 def test_title_gold_lists_survive_apostrophes():
     from types import SimpleNamespace
 

@@ -9,17 +9,16 @@ the very checkpoint those recipes cache) and continues from it, the SFT model as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from recbench import hookimpl
 from recbench.config import option
-from recbench.examples import ExampleSet, FitData, Targets
+from recbench.examples import ExampleSet, Targets
 from recbench.llm.recipe import PRESETS, PostTrainConfig, PostTrained
-from recbench.plugins.llm.sft import SFT, SFTReason
+from recbench.plugins.llm.sft import FromSFT
 
 # DPO runs the policy on the chosen and the rejected answer and the reference on both: about twice
 # SFT's work per pair (measured on 2 CPU cores: 85 s per artwork pair against 39 s) and, without
@@ -70,31 +69,10 @@ class SFTDPOConfig(DPOConfig):
     teacher: str = option("smollm2-135m", "start=sft_reason: the teacher of the reasoning SFT")
 
 
-class SFTDPO(DPO):
+class SFTDPO(FromSFT, DPO):
     name = "sft_dpo"
     description = "SFT (or SFT with reasoning) then LoRA DPO from its checkpoint, the SFT model as reference"
     Config = SFTDPOConfig
-
-    def start_recipe(self) -> PostTrained:
-        """The SFT run DPO starts from: the options set on this run, the rest from that recipe's own preset."""
-        recipe = SFTReason if self.config.start == "sft_reason" else SFT
-        shared = {f.name for f in fields(PostTrainConfig)} | ({"teacher"} if recipe is SFTReason else set())
-        # inference length stays the recipe's own, so the start is the very checkpoint that recipe chooses
-        settings = {k: getattr(self.requested, k) for k in shared if k not in ("output", "max_new_tokens")}
-        if recipe is SFT:
-            settings["output"] = self.config.output
-        return recipe(recipe.Config(**settings), seed=self.seed)
-
-    def parent_model(self, data: FitData, base: Path) -> Path:
-        sft = self.start_recipe()
-        sft.fit(data)
-        metric = sft.chosen["selection_metric"]
-        self.sft_chosen = {"start": self.config.start, "start_lr": sft.chosen["lr"],
-                           f"start_valid_{metric}": sft.chosen[f"valid_{metric}"], "start_checkpoint": sft.chosen["checkpoint"]}
-        return sft.best_checkpoint.path
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), **getattr(self, "sft_chosen", {})}
 
 
 @hookimpl

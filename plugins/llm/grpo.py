@@ -23,6 +23,7 @@ from recbench.config import option
 from recbench.examples import ExampleSet, Targets
 from recbench.llm.recipe import PRESETS, PostTrainConfig, PostTrained
 from recbench.llm.rewards import RewardSpec, build_reward
+from recbench.plugins.llm.sft import FromSFT
 
 RL_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {**PRESETS["smoke"], "train_examples": 8, "lr_grid": (2e-4,), "train_batch_size": 1, "grad_accum": 1},
@@ -47,6 +48,9 @@ class GRPOConfig(PostTrainConfig):
     train_temperature: float = option(1.0, "sampling temperature of the replies during training")
     beta: float = option(0.04, "KL weight to the reference policy (0 drops the reference)")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = option("grpo", "TRL's loss normalisation; grpo = per-sequence mean (DeepSeekMath)")
+    start: Literal["base", "sft"] = option(
+        "base", "what the policy starts from: the base model, or the checkpoint `sft` chooses (same output; the reference of the KL term)")
+    start_examples: int | None = option(None, "start=sft: that SFT run's training examples (None: its preset's)")
 
     def reward_specs(self, selection_metric: str) -> tuple[RewardSpec, ...]:
         specs = []
@@ -59,7 +63,7 @@ class GRPOConfig(PostTrainConfig):
         return tuple(specs)
 
 
-class GRPO(PostTrained):
+class GRPO(FromSFT, PostTrained):
     name = "grpo"
     description = "LoRA GRPO from the base model, rewarded by the task's own metric of each sampled reply"
     Config = GRPOConfig

@@ -15,13 +15,14 @@ pairs) for a GPU machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
-from recbench.examples import ExampleSet, Targets
+from recbench.examples import ExampleSet, FitData, Targets
 from recbench.llm.recipe import PostTrainConfig, PostTrained
 
 
@@ -98,6 +99,41 @@ class SFTReason(SFT):
         from recbench.llm import models
 
         return self.cached(models.load_backend(self.config.teacher, batch_size=self.config.batch_size))
+
+
+class FromSFT:
+    """Mixin for a recipe that may continue an SFT recipe's checkpoint (``start`` in its config).
+
+    ``start="sft"`` (or ``"sft_reason"``) first fits that recipe with the options set on this run
+    (the rest from its own preset; ``start_examples`` its training examples when the config has
+    it) and trains from its validation-chosen checkpoint, the very one that recipe caches; that
+    checkpoint is also the reference model of the KL or DPO term. ``start="base"``: the base model.
+    """
+
+    def start_recipe(self) -> SFT:
+        kind = self.config.start
+        recipe = SFTReason if kind == "sft_reason" else SFT
+        shared = {f.name for f in fields(PostTrainConfig)} | ({"teacher"} if recipe is SFTReason else set())
+        # inference length stays the recipe's own, so the start is the very checkpoint that recipe chooses
+        settings = {k: getattr(self.requested, k) for k in shared if k not in ("output", "max_new_tokens")}
+        if recipe is SFT:
+            settings["output"] = self.config.output
+        if getattr(self.config, "start_examples", None) is not None:
+            settings["train_examples"] = self.config.start_examples
+        return recipe(recipe.Config(**settings), seed=self.seed)
+
+    def parent_model(self, data: FitData, base: Path) -> Path:
+        if self.config.start == "base":
+            return base
+        sft = self.start_recipe()
+        sft.fit(data)
+        metric = sft.chosen["selection_metric"]
+        self.start_chosen = {"start": self.config.start, "start_lr": sft.chosen["lr"], "start_train_rows": sft.chosen["train_rows"],
+                             f"start_valid_{metric}": sft.chosen[f"valid_{metric}"], "start_checkpoint": sft.chosen["checkpoint"]}
+        return sft.best_checkpoint.path
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **getattr(self, "start_chosen", {})}
 
 
 @hookimpl
