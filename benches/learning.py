@@ -1,7 +1,7 @@
 """Does each post-training recipe learn? Accuracy before and after training on the learnability task.
 
-    .venv/bin/python benches/learning.py [--recipes sft,sft_number,dpo,grpo,rloo,sft_reason] [--preset cpu]
-                                         [--set KEY=VALUE ...] [--out benches/out/learning]
+    .venv/bin/python benches/learning.py [--recipes sft,sft_number,dpo,grpo:start=sft:start_examples=400,...]
+                                         [--preset cpu] [--set KEY=VALUE ...] [--out benches/out/learning]
 
 Every recipe runs through the real harness (``recbench run --task learnability --method R
 --set preset=cpu``), as its own process under ``/usr/bin/time -v`` for the peak memory, and so
@@ -88,16 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for recipe in args.recipes.split(","):
-        output = answer_format(recipe)
-        start_settings = [f"output={output}", "max_new_tokens=160" if output == "reason" else "max_new_tokens=8"]
-        before, _, _ = run("zero_shot", start_settings, out / f"zero_shot-{output}.log")
-        after, wall, peak = run(recipe, [f"preset={args.preset}", *args.settings], out / f"{recipe}.log")
+    for entry in args.recipes.split(","):
+        recipe, *own = entry.split(":")  # e.g. grpo:start=sft:start_examples=400
+        options = dict(o.split("=", 1) for o in own)
+        output = options.get("output") or answer_format(recipe)
+        if options.get("start", "base") != "base":  # its start is that SFT recipe's checkpoint, run as its own row
+            start = [f"preset={args.preset}", f"output={output}", *args.settings]
+            start += [f"train_examples={options['start_examples']}"] if "start_examples" in options else []
+            before, _, _ = run(options["start"], start, out / f"{recipe}-start.log")
+        else:
+            start = [f"output={output}", "max_new_tokens=160" if output == "reason" else "max_new_tokens=8"]
+            before, _, _ = run("zero_shot", start, out / f"zero_shot-{output}.log")
+        after, wall, peak = run(recipe, [f"preset={args.preset}", *args.settings, *own], out / f"{recipe}.log")
         fitted = after["method"].get("fitted", {})
         trial = next(iter(fitted.get("trials", {}).values()), {})
         png = plot_curve(recipe, fitted.get("curve") or [], out / f"{recipe}-curve.png") if fitted.get("curve") else "-"
         b, a = accuracy(before), accuracy(after)
-        rows.append({"recipe": recipe, "output": output, "before": b, "after": a, "gain": a[0] - b[0],
+        rows.append({"recipe": entry, "output": output, "before": b, "after": a, "gain": a[0] - b[0],
                      "separated": a[1] > b[2], "train_s": sum(t.get("train_seconds") or 0 for t in fitted.get("trials", {}).values()),
                      "run_s": wall, "peak_gb": peak, "curve": png, "lr": fitted.get("lr"), "rows": fitted.get("train_rows"),
                      "reused": trial.get("reused")})
