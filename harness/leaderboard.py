@@ -21,7 +21,7 @@ from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.leaderboard_sections import (
-    ceiling_values, details_section, flag_legend, option_plot, paired_cell, paired_section, paired_tests, per_example,
+    ceiling_values, curves_plot, details_section, flag_legend, option_plot, paired_cell, paired_section, paired_tests, per_example,
     row_flags, seed_section,
 )
 from recbench.results import ResultStore, atomic_write_text
@@ -308,6 +308,7 @@ def _section(table: LeaderboardTable, group: list[dict[str, Any]], store: Result
     ]
     if out_dir is not None:  # plots are drawn beside the page, from the results' report tables
         plots = [p for doc in sorted(group, key=_age) if (p := option_plot(doc, Path(out_dir))) is not None]
+        plots += [p] if (p := curves_plot(sorted(group, key=_age), Path(out_dir))) is not None else []
         lines += ["", *(f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in plots)] if plots else []
     return lines
 

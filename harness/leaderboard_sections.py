@@ -17,6 +17,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from recbench.hashing import stable_hash
 from recbench.metrics import parse_metric_name
 from recbench.results import read_examples
 from recbench.stats import PairedDifference, holm, mean_sd, paired_difference
@@ -199,6 +200,36 @@ def option_plot(doc: dict[str, Any], out_dir: Path) -> Path | None:
         examples = sum(r["count"] for r in rows)
         _plot(rows, path, title=f"{doc['method']['name']} ({doc['run_id']}): accuracy by ground-truth option "
                                  f"({examples:,} examples)")
+    return path
+
+
+def curves_plot(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
+    """One figure of the training curves (loss; mean reward for RL) of every run in ``docs`` that
+    reports one (``method.fitted.curve``), a line per run; named after those run ids, drawn once."""
+    runs = [(d, d["method"]["fitted"]["curve"]) for d in docs if ((d.get("method") or {}).get("fitted") or {}).get("curve")]
+    if not runs:
+        return None
+    path = out_dir / "plots" / f"{runs[0][0]['task']['name']}-curves-{stable_hash(sorted(d['run_id'] for d, _ in runs), 12)}.png"
+    if path.is_file():
+        return path
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    keys = [k for k in ("loss", "reward") if any(k in point for _, curve in runs for point in curve)]
+    figure = Figure(figsize=(5 * len(keys), 3.4), dpi=100)
+    FigureCanvasAgg(figure)
+    for i, key in enumerate(keys, 1):
+        axes = figure.add_subplot(1, len(keys), i)
+        for doc, curve in runs:
+            points = [(q["step"], q[key]) for q in curve if key in q]
+            if points:
+                axes.plot(*zip(*points), linewidth=1, label=f"{doc['method']['name']} ({doc['run_id'][:6]})")
+        axes.set_xlabel("optimizer step")
+        axes.set_title(f"training {key} per step", fontsize=10)
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
     return path
 
 

@@ -247,6 +247,7 @@ def test_corrupt_results_file_is_skipped(store, capsys):
 def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
     sasrec = make_doc("sasrec", 0.30)
     sasrec["reports"] = {"accuracy_by_option": [{"option": 1, "count": 3, "accuracy": 0.5, "chance": 0.25}]}
+    sasrec["method"]["fitted"] = {"curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]}
     add(store, make_doc("pop", 0.25), sasrec, make_doc("bpr", 0.20, proto=protocol(params__k=20)))
     out = tmp_path / "boards"
     path = write_leaderboard(TASK, store, out_dir=out, reference="pop")
@@ -255,6 +256,8 @@ def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
     assert write_leaderboard(TASK, ResultStore(store.root), out_dir=out, reference="pop").read_text() == first
     plot = f"plots/{TASK}-{sasrec['run_id']}-accuracy-by-option.png"  # drawn beside the page, named by run id
     assert f"]({plot})" in first and (out / plot).read_bytes()[:4] == b"\x89PNG"
+    curves = [line for line in first.splitlines() if "-curves-" in line]  # the training curves of the runs that have one
+    assert len(curves) == 1 and (out / curves[0].split("](")[1].rstrip(")")).read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in out.iterdir()) == ["plots", f"{TASK}.md"]  # no temporary files left behind
 
 
