@@ -78,7 +78,7 @@ def run_sweep(runner: Runner, executor: Executor, requests: Sequence[RunRequest]
     if detach:
         _submit(executor, records, jobs)
         return outcome
-    _wait(executor, records, jobs, limit, outcome, runner, quiet)
+    _wait(executor, records, jobs, limit, outcome, quiet)
     order = {plan.run_id: position for position, (plan, _) in enumerate(plans)}
     outcome.outcomes.sort(key=lambda run: order.get(run.document["run_id"], len(order)))  # the command's order
     return outcome
@@ -130,7 +130,7 @@ def _submit(executor: Executor, records: RunRecords, jobs: Sequence[Job]) -> lis
 
 
 def _wait(executor: Executor, records: RunRecords, jobs: list[Job], limit: int, outcome: SweepOutcome,
-          runner: Runner, quiet: bool) -> None:
+          quiet: bool) -> None:
     from tqdm.auto import tqdm
 
     if not jobs:
@@ -144,15 +144,17 @@ def _wait(executor: Executor, records: RunRecords, jobs: list[Job], limit: int, 
             time.sleep(executor.poll_s)
             for job, submission in [pair for pair in running if pair[1].done()]:
                 running.remove((job, submission))
-                _collect(job, submission, outcome, runner)
+                _collect(job, submission, outcome, records)
                 bar.update(1)
 
 
-def _collect(job: Job, submission: Submission, outcome: SweepOutcome, runner: Runner) -> None:
+def _collect(job: Job, submission: Submission, outcome: SweepOutcome, records: RunRecords) -> None:
     try:
         answer = submission.result()
-    except Exception as exc:  # the job's own error, re-raised by the executor
-        outcome.failed.append(Failure(job.label, submission.job_id, submission.log_path, last_lines(str(exc))))
+    except Exception as exc:  # the job's error, re-raised by the executor; the job's own record of it reads best
+        state = records.state(job.run_id) or {}
+        error = state["error"] if state.get("state") == FAILED else last_lines(str(exc))
+        outcome.failed.append(Failure(job.label, submission.job_id, submission.log_path, error))
         return
     if answer["state"] == BUSY:
         outcome.elsewhere.append(f"{job.label} (another job holds its lock)")
