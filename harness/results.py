@@ -55,13 +55,70 @@ def method_code(module: str, source: str | bytes, plugin: str) -> dict[str, Any]
     return {"plugin": plugin, "module": module, "source_sha256": hashlib.sha256(blob).hexdigest()[:16]}
 
 
-def method_code_of(method_cls: type, plugin: str) -> dict[str, Any]:
+def method_code_of(method_cls: type, plugin: str, also: Iterable[str] = ()) -> dict[str, Any]:
+    """:func:`method_code`, plus ``closure_sha256``: the digest of every ``recbench`` module the
+    method's module and the modules in ``also`` (the task kind's) import, directly or not. A change
+    to shared code that shapes a run (a prompt builder, a reader, a trainer) then reruns it."""
     import inspect
 
     module = sys.modules[method_cls.__module__]
     path = inspect.getsourcefile(module)
     source = Path(path).read_bytes() if path else inspect.getsource(module).encode()
-    return method_code(method_cls.__module__, source, plugin)
+    closure = source_closure([method_cls.__module__, *also])
+    return {**method_code(method_cls.__module__, source, plugin), "closure_sha256": stable_hash(closure, 16)}
+
+
+def source_closure(roots: Iterable[str], package: str = "recbench") -> dict[str, str]:
+    """SHA-256 (16 hex) of the source of each module of ``package`` that ``roots`` import, found by
+    reading their ``import`` statements (function-level ones included), without importing anything."""
+    import ast
+
+    seen: dict[str, str] = {}
+    todo = [r for r in roots if r == package or r.startswith(package + ".")]
+    while todo:
+        name = todo.pop()
+        origin = None if name in seen else _module_file(name)
+        if not origin or not origin.endswith(".py"):
+            continue
+        source = Path(origin).read_bytes()
+        seen[name] = hashlib.sha256(source).hexdigest()[:16]
+        base = name if origin.endswith("__init__.py") else name.rpartition(".")[0]
+        todo.append(name.rpartition(".")[0] or package)  # its packages' __init__ run first
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith(package + ".")]
+            elif isinstance(node, ast.ImportFrom):
+                parent = node.module or ""
+                if node.level:  # relative: up from this module's package
+                    parts = base.split(".")[: len(base.split(".")) - node.level + 1]
+                    parent = ".".join(parts + ([parent] if parent else []))
+                if parent == package or parent.startswith(package + "."):
+                    todo += [parent, *(f"{parent}.{a.name}" for a in node.names)]
+    return dict(sorted(seen.items()))
+
+
+def _module_file(name: str) -> str | None:
+    """The source file of module ``name``, or None when it is not a module (a function, a class)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return getattr(module, "__file__", None)
+    import importlib.util
+
+    parent, _, leaf = name.rpartition(".")
+    if parent:
+        parent_file = _module_file(parent)
+        if not parent_file or not parent_file.endswith("__init__.py"):  # a plain module has no submodules
+            return None
+        package = sys.modules.get(parent)
+        for folder in (list(package.__path__) if package is not None else [str(Path(parent_file).parent)]):
+            for candidate in (Path(folder) / leaf / "__init__.py", Path(folder) / f"{leaf}.py"):
+                if candidate.is_file():
+                    return str(candidate)
+    try:  # a package mapped elsewhere (an editable install's finder): its parent package is imported to ask
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec else None
 
 
 def resolved_config(config: Any) -> Any:

@@ -149,7 +149,7 @@ class Runner:
         task, method_cls, config, catalog = self.resolve(request)
         protocol = task.protocol(catalog)
         config_dict = config_to_dict(config)
-        code = method_code_of(method_cls, self._method_plugin(method_cls.name))
+        code = method_code_of(method_cls, self._method_plugin(method_cls.name), also=[type(task).__module__])
         run_id = make_run_id(task.spec.name, protocol["fingerprint"], method_cls.name,
                              config_to_dict(resolved_config(config)), request.seed, code)
         context = RunContext(task.spec.name, method_cls.name, catalog.name, request.seed, config_dict,

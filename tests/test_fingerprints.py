@@ -150,3 +150,25 @@ def test_ties_command_reports_the_spread_over_tie_seeds(tmp_path, capsys):
     assert not list((tmp_path / "results").glob("fullrank/most_popular/*.json"))[1:]  # only the reference run above
     assert main(["ties", "--task", "fullrank", "--method", "most_popular", "--dataset", "synthetic-tiny", "--seeds", "2"]) == 0
     assert "percentile of seed 0" in capsys.readouterr().out
+
+
+def test_code_identity_covers_every_module_the_method_and_task_import(tmp_path, monkeypatch):
+    """A prompt builder edited in shared code (imported at module or function level, relatively or not) reruns."""
+    from recbench.results import source_closure
+
+    pkg = tmp_path / "closurepkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "method.py").write_text("from closurepkg.sub import prompts\n\ndef f():\n    from .sub.reader import read\n")
+    (pkg / "sub" / "prompts.py").write_text("TEMPLATE = 'a'\n")
+    (pkg / "sub" / "reader.py").write_text("def read(): pass\n")
+    (pkg / "unused.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = source_closure(["closurepkg.method"], package="closurepkg")
+    assert set(first) == {"closurepkg", "closurepkg.sub", "closurepkg.method", "closurepkg.sub.prompts", "closurepkg.sub.reader"}
+    (pkg / "sub" / "reader.py").write_text("def read(): return 1\n")
+    second = source_closure(["closurepkg.method"], package="closurepkg")
+    assert second["closurepkg.sub.reader"] != first["closurepkg.sub.reader"]
+    assert {k: v for k, v in second.items() if k != "closurepkg.sub.reader"} == {
+        k: v for k, v in first.items() if k != "closurepkg.sub.reader"}
