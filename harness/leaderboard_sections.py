@@ -46,7 +46,8 @@ def row_flags(doc: dict[str, Any], ceilings: dict[str, float], metrics: Sequence
         family = parse_metric_name(metric)[0]
         higher = entry.get("higher_is_better", True)
         above_oracle = metric in ceilings and (value > ceilings[metric] + 1e-12 if higher else value < ceilings[metric] - 1e-12)
-        if above_oracle or (family in BOUNDED and value >= 1.0 - 1e-12):
+        # a perfect score is suspect unless the task's own oracle row reaches it too (a learnable task)
+        if above_oracle or (family in BOUNDED and value >= 1.0 - 1e-12 and metric not in ceilings):
             flags.append(f"above ceiling ({metric})")
             break
     if isolation(doc) != "worker":

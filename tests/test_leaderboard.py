@@ -319,6 +319,14 @@ def test_rows_above_the_ceiling_in_process_dirty_or_third_party_are_flagged(stor
     assert "*above ceiling*: a value above the oracle row" in render_leaderboard(TASK, store).markdown
 
 
+def test_a_perfect_score_is_not_flagged_where_the_oracle_row_is_perfect_too(store):
+    learned = make_doc("sft", 1.0)
+    learned["execution"] = {"isolation": "worker"}
+    add(store, learned, make_doc("oracle", 1.0, config={}, ceiling=True))
+    (rows,) = table_rows(render_leaderboard(TASK, store).markdown)
+    assert {r["method"]: r["flags"] for r in rows}["sft"] == "-"
+
+
 def test_paired_differences_against_the_reference_with_holm(store):
     rng = np.random.default_rng(0)
     base = rng.random(200)
