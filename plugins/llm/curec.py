@@ -79,12 +79,14 @@ class CURecAlign(GRPO):
 
 CUREC_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"model": "smollm2-135m", "embedder": "all-minilm-l6-v2", "align_prompts": 24, "align_valid": 8,
-              "align_lr": 2e-4, "align_epochs": 1.0, "align_tokens": 64, "group_size": 4, "prompts_per_step": 2,
+              "align_lr": 2e-4, "align_epochs": 1.0, "align_tokens": 64, "align_history_tokens": 128, "group_size": 4,
+              "prompts_per_step": 2,
               "history_items": 10, "pattern_users": 32, "reasons_per_user": 3, "text_tokens": 48, "windows": 4,
               "correction_interactions": 16, "correction_batch": 4, "correction_lr": 1e-4, "rm_epochs": 10,
               "rm_batch": 64, "positions_per_user": 4},
     "paper": {"model": "Qwen/Qwen2.5-7B-Instruct", "embedder": "all-minilm-l6-v2", "align_prompts": 0, "align_valid": 1000,
-              "align_lr": 5e-7, "align_epochs": 2.0, "align_tokens": 512, "group_size": 8, "prompts_per_step": 4,
+              "align_lr": 5e-7, "align_epochs": 2.0, "align_tokens": 512, "align_history_tokens": 4096, "group_size": 8,
+              "prompts_per_step": 4,
               "history_items": 50, "pattern_users": 0, "reasons_per_user": 0, "text_tokens": 256, "windows": 10,
               "correction_interactions": 0, "correction_batch": 16, "correction_lr": 5e-7, "rm_epochs": 200,
               "rm_batch": 128, "positions_per_user": 8},
@@ -104,6 +106,7 @@ class CURecConfig:
     align_lr: float | None = option(None, "alignment GRPO learning rate")
     align_epochs: float | None = option(None, "passes over the alignment prompts (paper 2)")
     align_tokens: int | None = option(None, "reply limit of an alignment answer (think + answer)")
+    align_history_tokens: int | None = option(None, "token budget of the history in an alignment prompt (smoke 128, paper 4096)")
     negatives: int = option(4, "never-interacted items beside the target in an alignment prompt")
     group_size: int | None = option(None, "G: replies sampled per prompt, in alignment and correction")
     prompts_per_step: int | None = option(None, "alignment prompts per optimizer step")
@@ -226,8 +229,10 @@ class CURec(ScoringMethod):
         valid, valid_targets = data.valid.take(valid_rows), data.valid_targets.take(valid_rows)
         valid = with_candidates(valid, valid_targets, train, data.catalog.n_items, c.negatives, rng)
         fit = FitData(data.catalog, data.train, valid, valid_targets, examples, targets, llm=ItemChoice(data.catalog))
+        # activations recomputed in the backward pass: the first smoke run's worker reached 14.8 GB without it
         config = CURecAlignConfig(preset="paper" if c.preset == "paper" else "smoke", model=c.model, train_examples=0,
                                   valid_examples=n_valid, lr_grid=(c.align_lr,), epochs=c.align_epochs,
+                                  max_history_tokens=c.align_history_tokens, gradient_checkpointing=True,
                                   max_new_tokens=c.align_tokens, num_generations=c.group_size,
                                   prompts_per_step=c.prompts_per_step, lora_rank=c.lora_rank, lora_alpha=2 * c.lora_rank)
         aligner = CURecAlign(config, seed=self.seed)
