@@ -217,6 +217,8 @@ def curves_plot(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
     from matplotlib.figure import Figure
 
     keys = [k for k in ("loss", "reward") if any(k in point for _, curve in runs for point in curve)]
+    if not keys:
+        return None
     figure = Figure(figsize=(5 * len(keys), 3.4), dpi=100)
     FigureCanvasAgg(figure)
     for i, key in enumerate(keys, 1):

@@ -248,7 +248,9 @@ def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
     sasrec = make_doc("sasrec", 0.30)
     sasrec["reports"] = {"accuracy_by_option": [{"option": 1, "count": 3, "accuracy": 0.5, "chance": 0.25}]}
     sasrec["method"]["fitted"] = {"curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]}
-    add(store, make_doc("pop", 0.25), sasrec, make_doc("bpr", 0.20, proto=protocol(params__k=20)))
+    bpr = make_doc("bpr", 0.20, proto=protocol(params__k=20))  # alone in its protocol's table
+    bpr["method"]["fitted"] = {"curve": [{"step": 1, "entropy": 0.5}]}  # no loss or reward: no figure
+    add(store, make_doc("pop", 0.25), sasrec, bpr)
     out = tmp_path / "boards"
     path = write_leaderboard(TASK, store, out_dir=out, reference="pop")
     assert path == out / f"{TASK}.md"
