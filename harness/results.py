@@ -247,8 +247,12 @@ def _git_state() -> dict[str, Any] | None:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
+        # outputs (results files, rendered leaderboards) do not make a run irreproducible: a sweep that
+        # rewrites a committed result would otherwise mark every later run of the sweep dirty
+        outputs = [":(exclude)results", ":(exclude)leaderboards"]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs], cwd=root, capture_output=True,
+            text=True, timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
