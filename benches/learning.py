@@ -4,7 +4,7 @@
                                          [--preset cpu] [--set KEY=VALUE ...] [--out benches/out/learning]
 
 Every recipe runs through the real harness (``recbench run --task learnability --method R
---set preset=cpu``), as its own process under ``/usr/bin/time -v`` for the peak memory, and so
+--set preset=cpu``), as its own process whose tree's resident memory is sampled every second (the peak), and so
 does its untrained start (``zero_shot`` with the same model and answer format). Printed per
 recipe: held-out accuracy (200 test users) before and after with 95% bootstrap intervals, the
 gain, training wall time, the process's peak memory, and the path of a PNG of the training curve
@@ -35,21 +35,45 @@ def answer_format(recipe: str) -> str:
     return load_registry().methods.get(recipe).Config().output
 
 
+def tree_rss_gb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants (the method's worker is a grandchild), in GB."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        rss[child] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += rss.get(current, 0)
+        todo += children.get(current, [])
+    return total / 2**30
+
+
 def run(method: str, settings: list[str], log: Path) -> tuple[dict, float, float]:
-    """One ``recbench run``: its results document, wall seconds and peak memory (GB) of the process tree."""
-    command = ["/usr/bin/time", "-v", str(ROOT / ".venv/bin/recbench"), "run", "--task", "learnability", "--method", method,
+    """One ``recbench run``: its results document, wall seconds and peak memory (GB) of its process tree."""
+    command = [str(ROOT / ".venv/bin/recbench"), "run", "--task", "learnability", "--method", method,
                *[part for s in settings for part in ("--set", s)]]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    start, peak = time.perf_counter(), 0.0
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                   env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        while process.poll() is None:  # sampled: the worker is the fork server's child, outside getrusage
+            peak = max(peak, tree_rss_gb(process.pid))
+            time.sleep(1.0)
     wall = time.perf_counter() - start
-    log.write_text(done.stdout + "\n" + done.stderr)
-    if done.returncode != 0:
-        raise SystemExit(f"{method} failed (exit {done.returncode}); see {log}")
-    peak_kb = max((int(m) for m in re.findall(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)), default=0)
-    path = re.findall(r"->\s+(\S+\.json)", done.stdout + done.stderr)
+    text = log.read_text()
+    if process.returncode != 0:
+        raise SystemExit(f"{method} failed (exit {process.returncode}); see {log}")
+    path = re.findall(r"->\s+(\S+\.json)", text)
     if not path:
         raise SystemExit(f"{method}: no results path in the output; see {log}")
-    return json.loads((ROOT / path[-1]).read_text()), wall, peak_kb / 2**20
+    return json.loads((ROOT / path[-1]).read_text()), wall, peak
 
 
 def accuracy(doc: dict) -> tuple[float, float, float]:
