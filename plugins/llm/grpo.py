@@ -65,7 +65,7 @@ class GRPOConfig(PostTrainConfig):
 
 class GRPO(FromSFT, PostTrained):
     name = "grpo"
-    description = "LoRA GRPO from the base model, rewarded by the task's own metric of each sampled reply"
+    description = "LoRA GRPO (from the base model, or the SFT checkpoint with start=sft), rewarded by the task's own metric of each sampled reply"
     Config = GRPOConfig
     trainer: ClassVar[str] = "grpo"
 
