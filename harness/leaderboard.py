@@ -21,8 +21,8 @@ from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.leaderboard_sections import (
-    ceiling_values, curves_plot, details_section, flag_legend, option_plot, paired_cell, paired_section, paired_tests, per_example,
-    row_flags, seed_section,
+    ceiling_values, curves_plot, details_section, flag_legend, latency_section, option_plot, paired_cell, paired_section,
+    paired_tests, per_example, row_flags, seed_section,
 )
 from recbench.results import ResultStore, atomic_write_text
 
@@ -233,6 +233,7 @@ def _table(group: list[dict[str, Any]], reference: str | None, only: Sequence[st
     extra = flag_legend(used)
     extra += paired_section(rows, tests, primary, reference) if reference else []
     extra += seed_section(rows, [primary, *[m for m in relative if m != primary]])
+    extra += latency_section(rows)
     extra += details_section(rows, [[row.label, *(_metric_cell(row.doc["metrics"].get(m)) for m in columns[1:])]
                                     for row in rows] if len(columns) > 1 else [], columns[1:])
     return LeaderboardTable(fingerprint, newest["protocol"], primary, headers, cells, [r.doc["run_id"] for r in rows], extra)

@@ -167,6 +167,34 @@ def details_section(rows: list[Any], intervals: list[list[str]] = (), metrics: S
                     _table(cells, headers), "", "</details>"]
 
 
+def latency_section(rows: list[Any]) -> list[str]:
+    """Mean inference time per test example of every row (the CURec paper's Table 4, for every method):
+    the runner's predict time over the test examples, with the prediction batch and the hardware."""
+    cells = []
+    for row in rows:
+        timing, n = row.doc.get("timing") or {}, row.doc.get("n_examples") or 0
+        predict = timing.get("predict_s")
+        if not isinstance(predict, (int, float)) or n <= 0:
+            continue
+        cells.append([row.label, _milliseconds(1000 * predict / n), str(timing.get("predict_batch") or "-"), str(n),
+                      _hardware(row.doc.get("environment") or {})])
+    if not cells:
+        return []
+    return ["", "Inference time per test example (predict time / test examples, on the hardware that ran it; fit time is "
+            "under Runs below):", "", _table(cells, ["row", "ms / example", "batch", "examples", "hardware"])]
+
+
+def _milliseconds(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
+
+
+def _hardware(environment: dict[str, Any]) -> str:
+    hardware = environment.get("hardware") or {}
+    gpu = hardware.get("gpu")
+    cores = hardware.get("cpu_count")
+    return f"GPU {gpu}" if gpu else f"CPU, {cores} cores" if cores else "-"
+
+
 def flag_legend(used: set[str]) -> list[str]:
     shown = [f"*{name}*: {text}" for name, text in FLAG_LEGEND.items() if any(u.startswith(name) for u in used)]
     return ["", "Flags: " + "; ".join(shown) + "."] if shown else []

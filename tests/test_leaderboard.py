@@ -368,3 +368,18 @@ def test_stats_known_answers():
     assert constant.p_value == pytest.approx(1 / 2001)
     null = paired_difference(np.zeros(50), np.zeros(50))
     assert null.mean == 0 and null.p_value == 1.0 and not null.significant
+
+
+def test_every_row_shows_its_inference_time_per_example(store):
+    """The CURec paper's Table 4 for every method: predict time over test examples, batch and hardware."""
+    slow, fast = make_doc("llm", 0.30), make_doc("pop", 0.10)
+    slow["timing"].update(predict_s=250.0, predict_batch=8)
+    slow["environment"]["hardware"] = {"cpu_count": 2, "gpu": None}
+    fast["environment"]["hardware"] = {"cpu_count": 16, "gpu": "NVIDIA H200"}
+    add(store, slow, fast)
+    board = render_leaderboard(TASK, store)
+    (latency,) = [t for t, h in _tables(board.markdown) if "ms / example" in h]
+    assert latency == [
+        {"row": "llm", "ms / example": "2,500", "batch": "8", "examples": "100", "hardware": "CPU, 2 cores"},
+        {"row": "pop", "ms / example": "2.5", "batch": "-", "examples": "100", "hardware": "GPU NVIDIA H200"},
+    ]
