@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a method setting, or a task parameter as task.KEY=VALUE (repeatable)")
     run.add_argument("--force", action="store_true", help="recompute even if a result for this exact run exists")
     run.add_argument("--results-dir", help="where results files go (default ./results or $RECBENCH_RESULTS)")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run.add_argument("-q", "--quiet", action="store_true", help="no plan and no progress bars (a CPU warning still shows)")
+    run.add_argument("--plan", action="store_true",
+                     help="print each run's plan (example counts, settings, stages, estimated time) and exit without "
+                          "running; writes no results")
     run.add_argument("--in-process", action="store_true",
                      help="run the method in recbench's own process, not an isolated worker (debugging only; "
                           "results record it and leaderboards flag it)")
@@ -149,6 +152,7 @@ interrupted one stopped.
 
 examples:
   recbench run --task fullrank --method most_popular
+  recbench run --task artwork --method sft_reason --plan        # what it would do and how long: no run
   recbench run --task rerank --method random,most_popular --seed 0,1,2
   recbench run --task topk --method most_popular --set task.horizon=5
   recbench run --task rerank --method sft,grpo --seed 0,1,2 --executor slurm --set executor.gpus_per_job=1
@@ -201,6 +205,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         for name in methods for seed in seeds
     ]
+    if args.plan:
+        for request in requests:
+            print(runner.preview(request).render())
+        return 0
     if args.executor:
         return _run_on_executor(args, registry, runner, requests, executor_settings)
     rows, failed = [], []

@@ -115,6 +115,23 @@ def recbench_batch_scored(run: RunContext, start: int, stop: int, total: int) ->
 
 
 @hookspec
+def recbench_stage_progress(run: RunContext, stage: str, done: int, total: int, unit: str, state: str) -> None:
+    """Called when a method reports on a stage of its work (see :mod:`recbench.progress`).
+
+    Stages are the method's own (``teacher generation``, ``training lr=0.001``, ...); the runner
+    throttles updates to about two a second per stage and always passes a stage's start and end.
+
+    :param run: the run (see :func:`recbench_run_started`).
+    :param stage: the stage's name, as in the run's plan.
+    :param done: units done so far.
+    :param total: units the stage has (it may be corrected once known, e.g. a trainer's steps).
+    :param unit: what a unit is (``ex``, ``step``).
+    :param state: ``start``, ``update`` or ``end``.
+    :return: ignored. Called for every implementing plugin (all results ignored).
+    """
+
+
+@hookspec
 def recbench_run_finished(run: RunContext, result: dict[str, Any]) -> None:
     """Called once after the results file has been written.
 

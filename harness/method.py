@@ -22,6 +22,37 @@ from recbench.examples import CatalogView, ExampleSet, FitData, Predictions
 
 
 @dataclasses.dataclass(frozen=True)
+class FitSummary:
+    """What the runner tells a method about a run's data before it fits: counts only."""
+
+    train_interactions: int
+    train_examples: int  # labelled training examples (FitData.train_examples); 0 when the task gives none
+    valid_examples: int
+    test_examples: int
+    n_items: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One step of a run as a method plans it: ``units`` of ``unit`` (examples, steps, ...).
+
+    ``seconds_per_unit`` is the method's own estimate (None: it has none) and ``basis`` says where
+    it comes from (e.g. "documented: SmolLM2-135M on 2 CPU cores"). ``cost_key`` names what the
+    cost depends on (model, device, lengths); the runner records each stage's measured cost under
+    it and prefers that measurement to the documented one in later plans. ``phase`` is ``fit`` or
+    ``predict``; the one ``predict`` stage is the runner's test loop.
+    """
+
+    name: str
+    units: int
+    unit: str = "ex"
+    phase: str = "fit"
+    seconds_per_unit: float | None = None
+    basis: str = ""
+    cost_key: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class NoConfig:
     """This method has no options."""
 
@@ -60,6 +91,24 @@ class Method:
     def describe(self) -> dict[str, Any]:
         """Anything the method chose while fitting (e.g. tuned hyper-parameters), stored in results."""
         return {}
+
+    # --- the run's plan (printed before fitting; ``recbench run --plan``) ------------------------
+
+    def stages(self, data: FitSummary) -> list[Stage]:
+        """The stages this method will go through, in order; called in the worker before ``fit``.
+
+        Override to show a long fit's parts (teacher generation, training per learning rate, ...)
+        and report them with :mod:`recbench.progress` under the same names. Default: one fit stage
+        and the test predictions; the runner estimates both from this method's last run here.
+        """
+        return [Stage("fit", 1, "run", cost_key=f"{self.name}:fit"),
+                Stage("predict", data.test_examples, "ex", phase="predict", cost_key=f"{self.name}:predict")]
+
+    def plan_settings(self) -> dict[str, Any]:
+        """The settings the plan shows (default: the options set away from their defaults)."""
+        config, defaults = self.config, type(self.config)()
+        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                if getattr(config, f.name) != getattr(defaults, f.name)}
 
 
 class ScoringMethod(Method):

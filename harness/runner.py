@@ -28,6 +28,7 @@ from recbench.examples import ExampleSet, FitData, Targets
 from recbench.hashing import hash_arrays
 from recbench.manager import plugin_source
 from recbench.metrics import Outcome, evaluate, summarize_values
+from recbench.planning import CostBook, Preview, StageBars, announce, estimate, fit_summary
 from recbench.registry import Registry
 from recbench.results import ResultStore, SCHEMA, environment, make_run_id, method_code_of, now_iso, resolved_config
 from recbench.task import Task, TaskData
@@ -130,15 +131,14 @@ class Runner:
         cached = None if request.force else self.stored(plan, request)
         if cached is not None:
             return cached
-        # the worker boots (imports) while this process loads the split
-        session = SESSIONS[request.isolation](
-            plan.method_cls, plan.config, request.seed, self.protected_paths(), Limits(request.timeout_s, request.max_memory_gb)
-        )
+        session = self._session(plan, request)  # the worker boots (imports) while this process loads the split
         try:
             data = self.prepare(plan.task, plan.catalog, plan.protocol)
             plan.task.audit(data)
+            preview = self._preview(plan, data, session, stored=False)
+            announce(preview, request.quiet)
             self.pm.hook.recbench_run_started(run=plan.context)
-            execution = self._execute(plan, data, session, request.quiet)
+            execution = self._execute(plan, data, session, preview, request.quiet)
         finally:
             session.close()
         evaluation, evaluate_s = self._score(plan, data, execution.items, request.seed)
@@ -156,6 +156,27 @@ class Runner:
                              protocol["fingerprint"], run_id, request.quiet)
         return RunPlan(task, method_cls, config, catalog, protocol, run_id, context, code)
 
+    def preview(self, request: RunRequest) -> Preview:
+        """What ``run`` would do (``recbench run --plan``): the data are prepared, the method only plans."""
+        plan = self.plan(request)
+        stored = not request.force and self.stored(plan, request) is not None
+        session = self._session(plan, request)
+        try:
+            return self._preview(plan, self.prepare(plan.task, plan.catalog, plan.protocol), session, stored)
+        finally:
+            session.close()
+
+    def _session(self, plan: RunPlan, request: RunRequest) -> Any:
+        return SESSIONS[request.isolation](
+            plan.method_cls, plan.config, request.seed, self.protected_paths(), Limits(request.timeout_s, request.max_memory_gb)
+        )
+
+    def _preview(self, plan: RunPlan, data: TaskData, session: Any, stored: bool) -> Preview:
+        settings, stages = session.stages(fit_summary(data))
+        c = plan.context
+        return Preview(c.task, c.method, c.dataset, c.seed, fit_summary(data), settings, stages,
+                       estimate(stages, f"{c.task}:{c.dataset}", CostBook()), stored=stored, run_id=c.run_id)
+
     def protected_paths(self) -> list[Path]:
         return protected_paths(self.store.root)
 
@@ -169,16 +190,20 @@ class Runner:
             return None
         return RunOutcome(document, self.store.path(name, method, plan.run_id), cached=True)
 
-    def _execute(self, plan: RunPlan, data: TaskData, session: Any, quiet: bool) -> Execution:
+    def _execute(self, plan: RunPlan, data: TaskData, session: Any, preview: Preview, quiet: bool) -> Execution:
         guard = targets_digest(data)
         hook = self.pm.hook.recbench_batch_scored
         total = len(data.test_inputs)
-        with _progress(total, f"{plan.method_cls.name} on {plan.task.spec.name}", quiet) as bar:
+        stages = StageBars(plan.context, preview, self.pm.hook.recbench_stage_progress, quiet)
+        session.on_progress = stages.handle  # the method's fit stages, reported from its worker
+        with _progress(total, stages.predict_label(f"{plan.method_cls.name} on {plan.task.spec.name}"), quiet) as bar:
             def scored(offset: int, n: int) -> None:
                 hook(run=plan.context, start=offset, stop=offset + n, total=total)
                 bar.update(n)
 
-            execution = execute(session, data.fit, data.test_inputs, plan.task.contract(), plan.method_cls.name, scored)
+            execution = execute(session, data.fit, data.test_inputs, plan.task.contract(), plan.method_cls.name, scored,
+                                on_predict=bar.start)
+        stages.finish(execution.fit_s, execution.predict_s)
         if targets_digest(data) != guard:
             raise TargetLeakError(
                 f"the test targets changed while method {plan.method_cls.name!r} ran: method code wrote to runner "
@@ -322,7 +347,7 @@ class Execution:
 
 
 def execute(session: Any, fit: FitData, inputs: ExampleSet, contract: Contract, method: str,
-            on_batch: Any = None, batch_size: int | None = None) -> Execution:
+            on_batch: Any = None, batch_size: int | None = None, on_predict: Any = None) -> Execution:
     """Fit, then predict batch by batch; every batch is validated here, in the caller's process.
 
     The one fit/predict loop: the runner and the conformance kit (``recbench.testing``) both use it.
@@ -331,6 +356,8 @@ def execute(session: Any, fit: FitData, inputs: ExampleSet, contract: Contract, 
     start = time.perf_counter()
     session.fit(fit)
     fit_s = time.perf_counter() - start
+    if on_predict is not None:
+        on_predict()
     ranked, extras, diagnostics = [], [], []
     start = time.perf_counter()
     for offset, batch in inputs.batches(batch_size or session.batch_size()):
@@ -467,13 +494,17 @@ class _progress:
         self.bar = None
 
     def __enter__(self):
-        if not self.quiet:
+        return self
+
+    def start(self) -> None:
+        """Show the bar (when predictions start, so its rate and ETA do not count the fit)."""
+        if not self.quiet and self.bar is None:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=self.total, desc=self.desc, unit="ex", leave=False)
-        return self
 
     def update(self, n: int) -> None:
+        self.start()
         if self.bar is not None:
             self.bar.update(n)
 

@@ -137,12 +137,15 @@ class InProcessSession:
     def __init__(self, method_cls: type, config: Any, seed: int, protected: Iterable[Any] = (), limits: Limits = Limits()) -> None:
         self.name, self.protected = method_cls.name, tuple(protected)
         self._seen = len(_GUARD.violations)
+        self.on_progress: Callable | None = None  # receives recbench.progress.StageEvent, in this process
         seed_everything(seed)
         self.method = method_cls(config, seed=seed)
 
     def _call(self, phase: str, fn: Callable, *args: Any) -> Any:
+        from recbench import progress
+
         try:
-            with file_guard(self.protected):
+            with file_guard(self.protected), progress.reporting(self.on_progress):
                 return fn(*args)
         except Exception as exc:
             exc.add_note(f"{METHOD_NOTE} {self.name!r} in {phase}()")
@@ -156,6 +159,9 @@ class InProcessSession:
 
     def batch_size(self) -> int:
         return int(getattr(self.method, "predict_batch_size", DEFAULT_BATCH_SIZE))
+
+    def stages(self, summary: Any) -> tuple[dict[str, Any], list[Any]]:
+        return self._call("stages", lambda: (self.method.plan_settings(), self.method.stages(summary)))
 
     def predict(self, batch: Any, contract: Any) -> Any:
         return self._call("predict", self.method.predict, batch, contract)
@@ -176,6 +182,7 @@ class WorkerSession:
 
     def __init__(self, method_cls: type, config: Any, seed: int, protected: Iterable[Any] = (), limits: Limits = Limits()) -> None:
         self.name, self.limits = method_cls.name, limits
+        self.on_progress: Callable | None = None  # receives the worker's recbench.progress.StageEvent reports
         try:
             # the caller's environment and folder now, not the fork server's from when it started
             torch = sys.modules.get("torch")  # the worker computes with the caller's thread count
@@ -226,6 +233,11 @@ class WorkerSession:
     def batch_size(self) -> int:
         return int(self._batch_size or DEFAULT_BATCH_SIZE)
 
+    def stages(self, summary: Any) -> tuple[dict[str, Any], list[Any]]:
+        """The method's plan settings and stages (:meth:`recbench.method.Method.stages`), from the worker."""
+        self.ready()
+        return self._ask("stages", "stages", summary)
+
     def predict(self, batch: Any, contract: Any) -> Any:
         return self._ask("predict", "predict", (batch, contract))
 
@@ -255,17 +267,22 @@ class WorkerSession:
         return self._receive(phase)
 
     def _receive(self, phase: str) -> Any:
-        remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
-        if not self.conn.poll(remaining):
-            self._stop()
-            raise MethodFailed(
-                f"method {self.name!r} did not finish {phase}() within the run's {self.limits.timeout_s:g} s timeout; "
-                "its worker was stopped. Raise --timeout, or make the method faster (e.g. a smaller preset)."
-            )
-        try:
-            status, value = self.conn.recv()
-        except (EOFError, OSError):
-            raise self._died(phase) from None
+        while True:
+            remaining = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+            if not self.conn.poll(remaining):
+                self._stop()
+                raise MethodFailed(
+                    f"method {self.name!r} did not finish {phase}() within the run's {self.limits.timeout_s:g} s timeout; "
+                    "its worker was stopped. Raise --timeout, or make the method faster (e.g. a smaller preset)."
+                )
+            try:
+                status, value = self.conn.recv()
+            except (EOFError, OSError):
+                raise self._died(phase) from None
+            if status != "progress":
+                break
+            if self.on_progress is not None:  # a stage report of the method's while it works; the answer follows
+                self.on_progress(value)
         if status == "ok":
             return value
         exc, trace = value
@@ -335,6 +352,15 @@ def _worker_main(conn: Any, protected: tuple[str, ...], memory: int | None, pare
 
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     method = None
+    from recbench import progress
+
+    sending = threading.Lock()  # a method's pool threads may report too
+
+    def report(event: Any) -> None:
+        with sending:
+            conn.send(("progress", event))
+
+    progress.set_reporter(report)  # the parent shows the method's stage reports as bars
     with file_guard(protected):
         while True:
             try:
@@ -360,6 +386,8 @@ def _worker_main(conn: Any, protected: tuple[str, ...], memory: int | None, pare
                     reply = method.fit(payload)
                 elif op == "predict":
                     reply = method.predict(*payload)
+                elif op == "stages":
+                    reply = (method.plan_settings(), method.stages(payload))
                 else:
                     reply = (method.describe(), list(_GUARD.violations))
                 conn.send(("ok", reply))

@@ -77,7 +77,7 @@ def test_each_recipe_trains_and_changes_the_models_scores(recipe, artwork, base_
 
 
 class FakeTeacher:
-    """Justifies every answer; then agrees with the engaged option except on the first example."""
+    """Justifies every answer; then predicts the given answers, in the order it is asked."""
 
     fingerprint = "fake-teacher"
 
@@ -99,8 +99,10 @@ def test_reasoning_filter_drops_a_teacher_that_disagrees(artwork, monkeypatch):
     fit = replace(data.fit, train_examples=train, train_targets=data.fit.train_targets.take(np.arange(4)))
     captions = data.fit.catalog.tables["artworks"]["caption"].to_numpy(dtype=object)
     truth = [int(data.fit.train_targets.items_of(r)[0]) for r in range(4)]
-    wrong = next(int(c) for c in train.candidates[0] if c >= 0 and c != truth[0])
-    teacher = FakeTeacher([captions[wrong]] + [captions[t] for t in truth[1:]])
+    # examples 0 and 3 hold the same prompt (the tiny history budget shows no history), so the teacher is asked
+    # once for both: it disagrees on example 1, asked second
+    wrong = next(int(c) for c in train.candidates[1] if c >= 0 and c != truth[1])
+    teacher = FakeTeacher([captions[truth[0]], captions[wrong], captions[truth[2]]])
     monkeypatch.setattr(SFTReason, "_teacher", lambda self: teacher)
     method.fit(fit)
     chosen = method.describe()

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from recbench import progress
 from recbench.errors import ConfigError, RecbenchError
 from recbench.llm.backend import (
     Backend,
@@ -129,6 +130,7 @@ class CachedBackend:
         missing = [key for key in first_index if key not in stored]
         self.misses += len(missing)  # prompts sent to the wrapped backend; every other request is a hit
         self.hits += len(keys) - len(missing)
+        progress.advance(len(keys) - len(missing))  # answered from here; the wrapped backend counts the rest
         for lo in range(0, len(missing), self.chunk_size):
             chunk = missing[lo : lo + self.chunk_size]
             values = compute([first_index[key] for key in chunk])

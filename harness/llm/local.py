@@ -32,6 +32,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from recbench import progress
 from recbench.errors import ConfigError
 from recbench.llm.backend import (
     DecodingParams,
@@ -175,6 +176,7 @@ class TransformersBackend:
         for batch in self._batches([rows[r] for r in order], [len(ids[rows[r][0]]) for r in order]):
             seeds = [_row_seed(params.seed, texts[i], j) for i, j in batch]
             done.update(zip(batch, self._generate_batch([ids[i] for i, _ in batch], seeds, params)))
+            progress.advance(sum(j == 0 for _, j in batch))  # prompts answered, towards the method's open stage
         for (i, j), generation in sorted(done.items()):
             out[i].append(generation)
         return out
@@ -249,6 +251,7 @@ class TransformersBackend:
                     f"TransformersBackend.score: continuations[{i}] is a string; pass a list of strings."
                 )
             out.append(self._score_one(self.context(prompt, forced_prefix), list(options), normalize, i))
+            progress.advance()
         return out
 
     def split_tokens(

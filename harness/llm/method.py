@@ -20,7 +20,7 @@ from recbench.examples import ExampleSet, FitData, Predictions
 from recbench.llm.backend import DecodingParams
 from recbench.llm.interface import PromptStyle, TaskInterface, history_diagnostics
 from recbench.llm.prompts import BuiltPrompt, whitespace_tokens
-from recbench.method import Method
+from recbench.method import FitSummary, Method, Stage
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,37 @@ class LLMMethod(Method):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend.fingerprint, "history_tokens_counted_by": self.token_counter}
+
+    # --- the plan ------------------------------------------------------------------------------
+
+    def device(self) -> str:
+        if self.config.model.startswith(("http://", "https://")):
+            return "remote"
+        from recbench.llm.local import resolve_device  # imports torch: called in the worker
+
+        return resolve_device(self.config.device)
+
+    def plan_settings(self) -> dict[str, Any]:
+        c = self.config
+        return {"model": c.model, "device": self.device(), "mode": c.mode, "output": c.output,
+                "max_new_tokens": c.max_new_tokens, "max_history_tokens": c.max_history_tokens}
+
+    def answer_stage(self, name: str, n: int, phase: str = "fit") -> Stage:
+        """Answering ``n`` prompts with this method's model and settings (validation or test)."""
+        from recbench.llm import costs
+
+        c, device = self.config, self.device()
+        if c.mode == "score":
+            cost = costs.scoring_s(c.model, device, c.max_history_tokens)
+        else:
+            cost = costs.generation_s(c.model, device, c.max_history_tokens, c.max_new_tokens, c.batch_size)
+        key = f"answer:{c.model}:{device}:{c.mode}:{c.output}:{c.max_history_tokens}:{c.max_new_tokens}:{c.batch_size}"
+        return Stage(name, n, "ex", phase, cost, costs.BASIS + (", replies at their length limit" if c.mode == "generate" else "")
+                     if cost is not None else "", key)
+
+    def stages(self, data: FitSummary) -> list[Stage]:
+        return [self.answer_stage(f"test {'scoring' if self.config.mode == 'score' else 'generation'}", data.test_examples,
+                                  "predict")]
 
     def style(self) -> PromptStyle:
         counter = getattr(self, "count_tokens", whitespace_tokens)

@@ -20,6 +20,7 @@ the training curve of the chosen checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,10 +28,12 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from recbench import progress
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.llm.method import LLMConfig, LLMMethod, task_interface
+from recbench.method import FitSummary, Stage
 
 OPTION_TOKENS = ("<option>", "</option>")  # atomic tokens of the option-tagged prompts, trained with the adapter
 
@@ -104,6 +107,7 @@ class PostTrained(LLMMethod):
 
     Config = PostTrainConfig
     trainer: ClassVar[str] = "sft"
+    stage_prefix = ""  # before each stage's name: a start recipe's stages say whose they are
 
     def __init__(self, config: Any = None, *, seed: int = 0) -> None:
         super().__init__(config, seed=seed)
@@ -124,6 +128,43 @@ class PostTrained(LLMMethod):
     def parent_model(self, data: FitData, base: Path) -> Path:
         """What training starts from: the base model (``sft_dpo`` starts from an SFT checkpoint)."""
         return base
+
+    # --- the plan ------------------------------------------------------------------------------
+
+    def plan_settings(self) -> dict[str, Any]:
+        c = self.config
+        return {"model": c.model, "device": self.device(), "preset": c.preset, "lr_grid": c.lr_grid,
+                "train_examples": c.train_examples, "valid_examples": c.valid_examples, "output": c.output,
+                "max_history_tokens": c.max_history_tokens}
+
+    def data_stages(self, data: FitSummary, n_train: int) -> list[Stage]:
+        """Stages that make the training rows (``sft_reason``: the teacher; a start recipe's training)."""
+        return []
+
+    def steps(self, rows: int) -> int:
+        """Optimizer steps over ``rows`` rows (the trainer reports its own count once it starts)."""
+        c = self.config
+        return max(1, math.ceil(math.ceil(rows / c.train_batch_size) / c.grad_accum * c.epochs))
+
+    def fit_stages(self, data: FitSummary) -> list[Stage]:
+        """Making the rows, then per learning rate: training and the validation answers that judge it."""
+        from recbench.llm import costs
+
+        c, device = self.config, self.device()
+        n_train = data.train_examples if c.train_examples == 0 else min(c.train_examples, data.train_examples)
+        n_valid = data.valid_examples if c.valid_examples == 0 else min(c.valid_examples, data.valid_examples)
+        rows_per_step = c.train_batch_size * c.grad_accum
+        step_s = costs.train_step_s(c.model, device, self.trainer, rows_per_step, c.max_history_tokens)
+        basis = f"{costs.BASIS}, every row kept" if step_s is not None else ""
+        key = f"train:{self.trainer}:{c.model}:{device}:{rows_per_step}:{c.max_history_tokens}"
+        out = self.data_stages(data, n_train)
+        for lr in c.lr_grid:
+            out.append(Stage(f"{self.stage_prefix}training lr={lr:g}", self.steps(n_train), "step", "fit", step_s, basis, key))
+            out.append(self.answer_stage(f"{self.stage_prefix}validation lr={lr:g}", n_valid))
+        return out
+
+    def stages(self, data: FitSummary) -> list[Stage]:
+        return self.fit_stages(data) + super().stages(data)
 
     # --- the shared core ----------------------------------------------------------------------
 
@@ -223,10 +264,16 @@ class PostTrained(LLMMethod):
 
         metric = self.task.selection_metric
         trials, best = {}, None
+        n_rows = sum(1 for line in rows.read_text().splitlines() if line.strip())
         for lr in self.config.lr_grid:
-            checkpoint = trained_checkpoint(self.job(parent, rows, lr), processes=self.config.processes)
+            with progress.stage(f"{self.stage_prefix}training lr={lr:g}", self.steps(n_rows), "step"):
+                checkpoint = trained_checkpoint(self.job(parent, rows, lr), processes=self.config.processes)
+                if checkpoint.reused:  # cached by content: no training happened, so no time was measured
+                    progress.mark("reused")
+                    progress.advance(self.steps(n_rows))
             self.backend = self._checkpoint_backend(checkpoint)
-            score = self.validation_score(valid)
+            with progress.stage(f"{self.stage_prefix}validation lr={lr:g}", len(valid[0]), "ex"):
+                score = self.validation_score(valid)
             trials[f"{lr:g}"] = {f"valid_{metric}": round(score, 4), "checkpoint": checkpoint.path.name,
                                  "train_loss": checkpoint.provenance.get("train_loss"),
                                  "rows_used": checkpoint.provenance.get("rows_used"),

@@ -247,6 +247,7 @@ def run_job(job: TrainJob, output: Path) -> None:
         )
         context = BuildContext(model, tokenizer, dataset, common, trainer_spec.config(job.options))
         trainer = trainer_spec.build(context)
+        trainer.add_callback(stage_steps())
         used = len(trainer.train_dataset)  # TRL drops rows whose answer max_length cut off entirely
         if used == 0:
             raise RecbenchError(
@@ -276,6 +277,22 @@ def run_job(job: TrainJob, output: Path) -> None:
                "history": [h for h in trainer.state.log_history if "loss" in h or "reward" in h],
                "curve": curve(trainer.state.log_history)}
         (output / LOG_FILE).write_text(json.dumps(log, indent=1))
+
+
+def stage_steps() -> Any:
+    """A TrainerCallback that reports each optimizer step to the open stage (:mod:`recbench.progress`)."""
+    from transformers import TrainerCallback
+
+    from recbench import progress
+
+    class StageSteps(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            progress.set_total(state.max_steps)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            progress.advance()
+
+    return StageSteps()
 
 
 CURVE_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "accuracy", "margin")

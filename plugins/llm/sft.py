@@ -24,6 +24,7 @@ from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.llm.recipe import PostTrainConfig, PostTrained
+from recbench.method import FitSummary, Stage
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,17 @@ class SFTReason(SFT):
     Config = SFTReasonConfig
 
     def training_rows(self, examples: ExampleSet, targets: Targets) -> list[dict[str, Any]]:
-        from recbench.llm.teacher import distill
+        from recbench.llm.teacher import TeacherLog, distill
 
         if self.task.answer_kind != "choice":
             raise ConfigError(f"method {self.name!r} distils justifications of a chosen option; this task asks for a list.")
         style = self.style()
         prompts = self.task.prompts(examples, style)
         answers = [rows[0] for rows in self.task.answer_positions(examples, targets)]
-        reasoned = distill(self._teacher(), prompts, answers, max_new_tokens=self.config.teacher_max_new_tokens)
+        teacher = self._teacher()
+        log = TeacherLog.for_teacher(teacher.fingerprint) if self.config.cache else None  # an interrupt keeps every answer made
+        reasoned = distill(teacher, prompts, answers, max_new_tokens=self.config.teacher_max_new_tokens, log=log,
+                           chunk=self.config.batch_size, stage=f"{self.stage_prefix}teacher generation")
         kept = [(p, a, r) for p, a, r in zip(prompts, answers, reasoned) if r.kept]
         self.data_report = {
             "teacher": self.config.teacher, "teacher_examples": len(prompts), "teacher_kept": len(kept),
@@ -94,6 +98,21 @@ class SFTReason(SFT):
                 "or more examples (--set train_examples=...)."
             )
         return [self.completion_row(p, r.completion(p, a)) for p, a, r in kept]
+
+    def plan_settings(self) -> dict[str, Any]:
+        return {**super().plan_settings(), "teacher": self.config.teacher}
+
+    def data_stages(self, data: FitSummary, n_train: int) -> list[Stage]:
+        """The teacher justifies, then predicts, each training example (one line of its log each)."""
+        from recbench.llm import costs
+
+        c, device = self.config, self.device()
+        justify = costs.generation_s(c.teacher, device, c.max_history_tokens, c.teacher_max_new_tokens, c.batch_size)
+        predict = costs.generation_s(c.teacher, device, c.max_history_tokens, c.teacher_max_new_tokens, 1)
+        cost = justify + predict if justify is not None and predict is not None else None
+        key = f"teacher:{c.teacher}:{device}:{c.max_history_tokens}:{c.teacher_max_new_tokens}:{c.batch_size}"
+        basis = f"{costs.BASIS}, replies at their length limit" if cost is not None else ""
+        return [*super().data_stages(data, n_train), Stage(f"{self.stage_prefix}teacher generation", n_train, "ex", "fit", cost, basis, key)]
 
     def _teacher(self) -> Any:
         from recbench.llm import models
@@ -120,7 +139,14 @@ class FromSFT:
             settings["output"] = self.config.output
         if getattr(self.config, "start_examples", None) is not None:
             settings["train_examples"] = self.config.start_examples
-        return recipe(recipe.Config(**settings), seed=self.seed)
+        start = recipe(recipe.Config(**settings), seed=self.seed)
+        start.stage_prefix = f"{kind} start: "
+        return start
+
+    def data_stages(self, data: FitSummary, n_train: int) -> list[Stage]:
+        """The start recipe's fit stages come first (its checkpoint is cached, so often reused)."""
+        started = self.start_recipe().fit_stages(data) if self.config.start != "base" else []
+        return [*started, *super().data_stages(data, n_train)]
 
     def parent_model(self, data: FitData, base: Path) -> Path:
         if self.config.start == "base":
