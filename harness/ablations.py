@@ -7,11 +7,14 @@ A task spec lists ablations under ``[[ablations]]``::
     methods = ["sft_number", "sft", "sft_reason"]
     columns = { model = "method.fitted.base_model|method.config.model", output = "method.config.output" }
     reference = { method = "zero_shot", "method.config.output" = "text" }
+    same = ["model"]
 
 Each table holds the results of ``methods`` under one protocol, one row per run, with a column per
 entry of ``columns`` (a dotted path into the results file; ``a|b`` takes the first path present)
 and the Δ% of every relative metric against ``reference``: the runs of that method matching every
-other key of it (their mean when several). Ablations only choose and arrange what the results
+other key of it (their mean when several). ``same`` names columns on which each row is compared only
+with reference runs that hold the same value (e.g. the template verbalization *with the same
+reasoner*); a row with no such reference run gets no Δ%. Ablations only choose and arrange what the results
 files hold; they compute no metric. :mod:`recbench.leaderboard` renders them.
 """
 
@@ -29,10 +32,11 @@ class Ablation:
     methods: tuple[str, ...]
     columns: tuple[tuple[str, str], ...] = ()
     reference: tuple[tuple[str, Any], ...] = ()
+    same: tuple[str, ...] = ()  # column names a row's reference runs must share with it
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> Ablation:
-        known = {"title", "methods", "columns", "reference"}
+        known = {"title", "methods", "columns", "reference", "same"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise RegistrationError(f"{where}: ablation keys {unknown} are not known; valid keys: {sorted(known)}.")
@@ -41,9 +45,16 @@ class Ablation:
         reference = dict(raw.get("reference") or {})
         if reference and "method" not in reference:
             raise RegistrationError(f"{where}: ablation {raw['title']!r}: reference needs a 'method' key; got {reference!r}.")
-        return cls(title=str(raw["title"]), methods=tuple(raw["methods"]),
-                   columns=tuple((str(k), str(v)) for k, v in dict(raw.get("columns") or {}).items()),
-                   reference=tuple(reference.items()))
+        columns = tuple((str(k), str(v)) for k, v in dict(raw.get("columns") or {}).items())
+        same = tuple(str(name) for name in raw.get("same") or ())
+        unknown_same = [name for name in same if name not in dict(columns)]
+        if unknown_same or (same and not reference):
+            raise RegistrationError(
+                f"{where}: ablation {raw['title']!r}: 'same' names columns the reference runs must share with each row; "
+                f"{unknown_same or same} {'are not among its columns ' + str([k for k, _ in columns]) if unknown_same else 'need a reference'}."
+            )
+        return cls(title=str(raw["title"]), methods=tuple(raw["methods"]), columns=columns,
+                   reference=tuple(reference.items()), same=same)
 
 
 def lookup(doc: dict[str, Any], paths: str) -> Any:

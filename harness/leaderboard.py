@@ -329,15 +329,19 @@ def _ablation_section(ablation: Ablation, group: list[dict[str, Any]], table: Le
     headers = ["run", *(name for name, _ in ablation.columns)]
     ref = dict(ablation.reference)
     ref_rows: list[_Row] = []
-    means: dict[str, float | None] = {}
     if ref:
         ref_rows = [_Row(doc) for doc in group if doc["method"]["name"] == ref["method"]
                     and all(lookup(doc, k) == v for k, v in ref.items() if k != "method")]
-        what = ", ".join(f"{k}={v}" for k, v in ref.items() if k != "method")
+        what = ", ".join([f"{k}={v}" for k, v in ref.items() if k != "method"] + [f"same {name}" for name in ablation.same])
         headers += [f"Δ% {m} vs {ref['method']}" + (f" ({what})" if what else "") for m in relative]
-        for metric in relative:
-            found = [v for v in (r.value(metric) for r in ref_rows) if v is not None]
-            means[metric] = sum(found) / len(found) if found else None
+    columns = dict(ablation.columns)
+
+    def reference_means(row: _Row) -> dict[str, float | None]:
+        """The mean of each relative metric over the reference runs that share the row's ``same`` columns."""
+        matching = [r for r in ref_rows if all(cell(r, columns[name]) == cell(row, columns[name]) for name in ablation.same)]
+        found = {m: [v for v in (r.value(m) for r in matching) if v is not None] for m in relative}
+        return {m: sum(values) / len(values) if values else None for m, values in found.items()}
+
     headers += [*relative, "command"]
     ref_ids = {r.doc["run_id"] for r in ref_rows}
     order = {m: i for i, m in enumerate(ablation.methods)}
@@ -345,7 +349,9 @@ def _ablation_section(ablation: Ablation, group: list[dict[str, Any]], table: Le
     for row in sorted(runs, key=lambda r: (order[r.method], [cell(r, p) for _, p in ablation.columns])):
         line = [labels.get(row.doc["run_id"], row.method), *(cell(row, p) for _, p in ablation.columns)]
         is_ref = row.doc["run_id"] in ref_ids
-        line += [_delta(is_ref, row.value(m), means[m]) for m in relative] if ref else []
+        if ref:
+            means = reference_means(row)
+            line += [_delta(is_ref, row.value(m), means[m]) for m in relative]
         line += [f"{v:.4f}" if (v := row.value(m)) is not None else "-" for m in relative]
         line.append(f"`{row.doc['command']}`" if row.doc.get("command") else "-")
         cells.append([c.replace("|", "\\|") for c in line])

@@ -293,6 +293,29 @@ def test_ablation_tables_arrange_runs_against_a_filtered_reference(store, tmp_pa
         Ablation.from_dict({"title": "t", "methods": ["a"], "reference": {"output": "text"}}, "spec")
 
 
+
+def test_ablation_reference_can_be_the_run_with_the_same_reasoner(store):
+    """``same``: each row against the template run of its own reasoner (the verbalization paper's Tables 1-2)."""
+    from recbench.ablations import Ablation
+    from recbench.errors import RegistrationError
+
+    template_a = make_doc("template", 0.20, config={"model": "a"})
+    template_b = make_doc("template", 0.40, config={"model": "b"})
+    rewrite_a = make_doc("rewrite", 0.30, config={"model": "a"})
+    rewrite_b = make_doc("rewrite", 0.30, config={"model": "b"})
+    rewrite_c = make_doc("rewrite", 0.30, config={"model": "c"})
+    add(store, template_a, template_b, rewrite_a, rewrite_b, rewrite_c)
+    ablation = Ablation.from_dict({"title": "t", "methods": ["template", "rewrite"], "columns": {"reasoner": "method.config.model"},
+                                   "reference": {"method": "template"}, "same": ["reasoner"]}, "spec")
+    board = render_leaderboard(TASK, store, ablations=(ablation,))
+    rows = table_rows(board.markdown)[1]
+    delta = "Δ% ndcg@10 vs template (same reasoner)"
+    assert [(r["run"].split(" ")[0], r["reasoner"], r[delta]) for r in rows] == [
+        ("template", "a", "ref"), ("template", "b", "ref"),
+        ("rewrite", "a", "+50.0%"), ("rewrite", "b", "-25.0%"), ("rewrite", "c", "n/a")]
+    with pytest.raises(RegistrationError, match="not among its columns"):
+        Ablation.from_dict({"title": "t", "methods": ["a"], "reference": {"method": "a"}, "same": ["reasoner"]}, "spec")
+
 # --- trust flags, paired significance and seed aggregates ------------------------------------------
 
 
