@@ -242,6 +242,7 @@ class Runner:
                 "fit_s": round(execution.fit_s, 4), "predict_s": round(execution.predict_s, 4),
                 "evaluate_s": round(evaluate_s, 4),
                 "examples_per_s": round(n / execution.predict_s, 2) if execution.predict_s > 0 else None,
+                "predict_batch": execution.batch,
             },
             "execution": {"isolation": execution.mode, "timeout_s": request.timeout_s,
                           "max_memory_gb": request.max_memory_gb},
@@ -344,6 +345,7 @@ class Execution:
     fit_s: float
     predict_s: float
     mode: str
+    batch: int = 0  # examples per predict call
 
 
 def execute(session: Any, fit: FitData, inputs: ExampleSet, contract: Contract, method: str,
@@ -359,8 +361,9 @@ def execute(session: Any, fit: FitData, inputs: ExampleSet, contract: Contract, 
     if on_predict is not None:
         on_predict()
     ranked, extras, diagnostics = [], [], []
+    batch_size = batch_size or session.batch_size()
     start = time.perf_counter()
-    for offset, batch in inputs.batches(batch_size or session.batch_size()):
+    for offset, batch in inputs.batches(batch_size):
         checked = contract.validate(session.predict(batch, contract), batch, fit.catalog, method)
         ranked.append(checked.items)
         extras.extend(checked.extras or [{}] * len(batch))
@@ -369,7 +372,7 @@ def execute(session: Any, fit: FitData, inputs: ExampleSet, contract: Contract, 
             on_batch(offset, len(batch))
     predict_s = time.perf_counter() - start
     items = np.concatenate(ranked) if ranked else np.zeros((0, contract.k), np.int64)
-    return Execution(items, extras, diagnostics, session.describe(), fit_s, predict_s, session.mode)
+    return Execution(items, extras, diagnostics, session.describe(), fit_s, predict_s, session.mode, batch_size)
 
 
 def targets_digest(data: TaskData) -> str:

@@ -204,6 +204,7 @@ def test_result_document_follows_the_schema(tmp_path):
     )
     assert doc["protocol"]["fingerprint"] and doc["task"]["version"] == 1
     assert doc["environment"]["packages"]["numpy"]
+    assert doc["timing"]["predict_batch"] == 256  # the leaderboard's latency table states it
     ndcg = doc["metrics"]["ndcg@10"]
     assert ndcg["ci_low"] <= ndcg["value"] <= ndcg["ci_high"]
     assert doc["examples_file"].endswith(".examples.jsonl.gz")  # stored compressed
