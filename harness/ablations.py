@@ -14,7 +14,9 @@ entry of ``columns`` (a dotted path into the results file; ``a|b`` takes the fir
 and the Δ% of every relative metric against ``reference``: the runs of that method matching every
 other key of it (their mean when several). ``same`` names columns on which each row is compared only
 with reference runs that hold the same value (e.g. the template verbalization *with the same
-reasoner*); a row with no such reference run gets no Δ%. Ablations only choose and arrange what the results
+reasoner*); a row with no such reference run gets no Δ%. ``show`` names a per-example output field
+(e.g. ``verbalization``): a collapsed section under the table then quotes it from every run for the
+same ``show_count`` test examples (the verbalization paper's Table 3). Ablations only choose and arrange what the results
 files hold; they compute no metric. :mod:`recbench.leaderboard` renders them.
 """
 
@@ -33,10 +35,12 @@ class Ablation:
     columns: tuple[tuple[str, str], ...] = ()
     reference: tuple[tuple[str, Any], ...] = ()
     same: tuple[str, ...] = ()  # column names a row's reference runs must share with it
+    show: str | None = None  # a per-example output field quoted for the same few examples of every run
+    show_count: int = 3
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> Ablation:
-        known = {"title", "methods", "columns", "reference", "same"}
+        known = {"title", "methods", "columns", "reference", "same", "show", "show_count"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise RegistrationError(f"{where}: ablation keys {unknown} are not known; valid keys: {sorted(known)}.")
@@ -53,8 +57,11 @@ class Ablation:
                 f"{where}: ablation {raw['title']!r}: 'same' names columns the reference runs must share with each row; "
                 f"{unknown_same or same} {'are not among its columns ' + str([k for k, _ in columns]) if unknown_same else 'need a reference'}."
             )
+        if int(raw.get("show_count", 3)) < 1:
+            raise RegistrationError(f"{where}: ablation {raw['title']!r}: show_count must be at least 1.")
         return cls(title=str(raw["title"]), methods=tuple(raw["methods"]), columns=columns,
-                   reference=tuple(reference.items()), same=same)
+                   reference=tuple(reference.items()), same=same, show=raw.get("show"),
+                   show_count=int(raw.get("show_count", 3)))
 
 
 def lookup(doc: dict[str, Any], paths: str) -> Any:

@@ -24,7 +24,7 @@ from recbench.leaderboard_sections import (
     ceiling_values, curves_plot, details_section, flag_legend, latency_section, option_plot, paired_cell, paired_section,
     paired_tests, per_example, row_flags, seed_section,
 )
-from recbench.results import ResultStore, atomic_write_text
+from recbench.results import ResultStore, atomic_write_text, read_examples
 
 CEILING_METHODS = frozenset({"oracle"})
 _HEX = re.compile(r"[0-9a-f]{16,}")
@@ -135,6 +135,7 @@ def render_leaderboard(
         relative = newest["task"].get("relative_metrics") or [table.primary_metric]
         for ablation in ablations:
             lines += _ablation_section(ablation, group, table, relative)
+            lines += _shown_outputs(ablation, group, table, store) if ablation.show else []
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 
 
@@ -357,6 +358,35 @@ def _ablation_section(ablation: Ablation, group: list[dict[str, Any]], table: Le
         cells.append([c.replace("|", "\\|") for c in line])
     return ["", f"### Ablation: {ablation.title}", "",
             tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)]
+
+
+def _shown_outputs(ablation: Ablation, group: list[dict[str, Any]], table: LeaderboardTable, store: ResultStore,
+                  width: int = 600) -> list[str]:
+    """The ablation's ``show`` field quoted from each of its runs for the same first test examples that all of them have."""
+    labels = dict(zip(table.run_ids, (row[1] for row in table.rows)))
+    texts: dict[str, dict[str, str]] = {}
+    order = {m: i for i, m in enumerate(ablation.methods)}
+    for doc in sorted((d for d in group if d["method"]["name"] in ablation.methods), key=lambda d: order[d["method"]["name"]]):
+        folder = store.path(doc["task"]["name"], doc["method"]["name"], doc["run_id"]).parent
+        path = folder / (doc.get("examples_file") or f"{doc['run_id']}.examples.jsonl")
+        rows = read_examples(path) if path.is_file() else []
+        found = {str(r["key"]): str(r[ablation.show]) for r in rows if r.get(ablation.show) not in (None, "")}
+        if found:
+            texts[labels.get(doc["run_id"], doc["method"]["name"])] = found
+    if not texts:
+        return []
+    common = sorted(set.intersection(*(set(t) for t in texts.values())), key=lambda k: (len(k), k))[: ablation.show_count]
+    if not common:
+        return []
+    lines = ["", f"<details><summary>{ablation.show} of each run for the same {len(common)} test examples</summary>", ""]
+    for key in common:
+        lines += [f"Example `{key}`:", ""]
+        for label, found in texts.items():
+            text = " ".join(found[key].split())
+            text = text if len(text) <= width else text[: width - 1] + "…"
+            lines.append(f"- **{label}**: {text.replace('|', '/')}")
+        lines.append("")
+    return lines + ["</details>"]
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

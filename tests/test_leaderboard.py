@@ -316,6 +316,23 @@ def test_ablation_reference_can_be_the_run_with_the_same_reasoner(store):
     with pytest.raises(RegistrationError, match="not among its columns"):
         Ablation.from_dict({"title": "t", "methods": ["a"], "reference": {"method": "a"}, "same": ["reasoner"]}, "spec")
 
+
+def test_ablation_quotes_an_output_of_every_run_for_the_same_examples(store):
+    """``show``: the verbalization paper's Table 3, the same test users' verbalizations side by side."""
+    from recbench.ablations import Ablation
+
+    template, rewrite = make_doc("template", 0.20), make_doc("rewrite", 0.30)
+    store.write(template, [{"key": k, "metrics": {}, "verbalization": f"t{k} line one\nline two"} for k in ("10", "2", "3", "4")])
+    store.write(rewrite, [{"key": k, "metrics": {}, "verbalization": "r" + k * 700} for k in ("2", "3", "4")])
+    ablation = Ablation.from_dict({"title": "t", "methods": ["template", "rewrite"], "show": "verbalization",
+                                   "show_count": 2}, "spec")
+    markdown = render_leaderboard(TASK, store, ablations=(ablation,)).markdown
+    quoted = markdown[markdown.index("<summary>verbalization"):]
+    assert "for the same 2 test examples" in quoted and "Example `2`" in quoted and "Example `3`" in quoted
+    assert "Example `4`" not in quoted and "Example `10`" not in quoted  # only keys every run has, the first two
+    assert "- **template**: t2 line one line two" in quoted
+    assert "- **rewrite**: r" + "2" * 598 + "…" in quoted  # cut to 600 characters
+
 # --- trust flags, paired significance and seed aggregates ------------------------------------------
 
 
