@@ -21,10 +21,11 @@ from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.leaderboard_sections import (
+    INCOMPLETE,
     ceiling_values, curves_plot, details_section, flag_legend, latency_section, option_plot, paired_cell, paired_section,
     paired_tests, per_example, row_flags, seed_section,
 )
-from recbench.results import ResultStore, atomic_write_text, read_examples
+from recbench.results import ResultStore, atomic_write_text, examples_problem, read_examples
 
 CEILING_METHODS = frozenset({"oracle"})
 _HEX = re.compile(r"[0-9a-f]{16,}")
@@ -108,6 +109,8 @@ def render_leaderboard(
 
     def examples_of(doc: dict[str, Any], metric: str) -> dict[str, float]:
         key = (doc["run_id"], metric)
+        if doc.get(INCOMPLETE):
+            return {}
         if key not in examples:
             folder = store.path(task, doc["method"]["name"], doc["run_id"]).parent
             examples[key] = per_example(folder / (doc.get("examples_file") or f"{doc['run_id']}.examples.jsonl"), metric)
@@ -156,6 +159,11 @@ def _load(task: str, store: ResultStore, notes: list[str]) -> list[dict[str, Any
             print(f"recbench: skipping incomplete results file {path}: missing {missing}. Delete it and rerun.",
                   file=sys.stderr)
             continue
+        problem = examples_problem(path, doc)
+        if problem:  # shown, flagged and left out of the paired tests; the note says how to restore it
+            notes.append(f"Run `{doc['run_id']}` of {doc['method']['name']}: {problem}, so its row is flagged and has "
+                         f"no paired test; `{doc.get('command') or 'recbench run ...'} --force` restores it.")
+            doc = {**doc, INCOMPLETE: problem}
         key = (doc["protocol"]["fingerprint"], doc["method"]["name"], stable_hash(doc["method"].get("config") or {}),
                doc.get("seed"))
         old = kept.get(key)

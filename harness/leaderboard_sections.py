@@ -23,11 +23,13 @@ from recbench.results import read_examples
 from recbench.stats import PairedDifference, holm, mean_sd, paired_difference
 
 BOUNDED = frozenset({"hr", "ndcg", "recall", "precision", "mrr", "accuracy"})  # families whose maximum is 1
+INCOMPLETE = "_examples_problem"  # set in memory on a result whose per-example file cannot back it; never written
 FLAG_LEGEND = {
     "above ceiling": "a value above the oracle row or at the metric's maximum: check the method for leaked targets",
     "in-process": "run with --in-process (or before worker isolation): the method shared memory with the targets",
     "dirty tree": "recorded from a git tree with uncommitted changes: the commit alone does not reproduce it",
     "plugin": "a third-party plugin package, named with its version",
+    "examples missing": "its per-example file is missing or changed since the run: the Notes say how to restore it",
 }
 
 
@@ -54,6 +56,8 @@ def row_flags(doc: dict[str, Any], ceilings: dict[str, float], metrics: Sequence
         flags.append("in-process")
     if ((doc.get("environment") or {}).get("git") or {}).get("dirty"):
         flags.append("dirty tree")
+    if doc.get(INCOMPLETE):
+        flags.append("examples missing")
     plugin = str(doc["method"].get("plugin") or "")
     if plugin and "built-in" not in plugin:
         flags.append(f"plugin: {plugin}")

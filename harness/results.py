@@ -128,23 +128,16 @@ def resolved_config(config: Any) -> Any:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary file renamed over it), with the umask's permissions
+    (``mkstemp`` alone would leave 0600 where ``open`` gives 0644)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -153,6 +146,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(current)
+    return current
 
 
 def examples_path(result_path: Path) -> Path:
@@ -187,8 +186,9 @@ class ResultStore:
         path = self.path(document["task"]["name"], document["method"]["name"], document["run_id"])
         examples_path = path.with_suffix(EXAMPLES_SUFFIX)
         text = "".join(json.dumps(row, default=_json_default) + "\n" for row in example_rows)
-        atomic_write_bytes(examples_path, gzip.compress(text.encode("utf-8"), mtime=0))  # mtime 0: same rows, same bytes
-        document = {**document, "examples_file": examples_path.name}
+        blob = gzip.compress(text.encode("utf-8"), mtime=0)  # mtime 0: same rows, same bytes
+        atomic_write_bytes(examples_path, blob)
+        document = {**document, "examples_file": examples_path.name, "examples_sha256": hashlib.sha256(blob).hexdigest()}
         atomic_write_text(path, json.dumps(document, indent=2, default=_json_default) + "\n")
         return path
 
@@ -200,6 +200,24 @@ class ResultStore:
             doc = _read(path)
             if doc is not None and doc.get("schema") == SCHEMA:
                 yield path, doc
+
+
+def examples_problem(path: Path, document: dict[str, Any]) -> str | None:
+    """Why the per-example file beside the results file ``path`` cannot back its numbers (missing,
+    changed since the run wrote it, or holding another number of rows), or None when it can."""
+    examples = path.parent / (document.get("examples_file") or f"{document.get('run_id')}.examples.jsonl")
+    if not examples.is_file():
+        return f"its per-example file {examples.name} is missing"
+    expected = document.get("examples_sha256")
+    if expected:
+        return None if hashlib.sha256(examples.read_bytes()).hexdigest() == expected else (
+            f"its per-example file {examples.name} changed after the run wrote it")
+    try:  # results written before the digest was recorded: count the rows
+        rows = len(read_examples(examples))
+    except (OSError, ValueError, EOFError) as exc:
+        return f"its per-example file {examples.name} cannot be read ({exc})"
+    n = document.get("n_examples")
+    return None if n is None or rows == n else f"its per-example file {examples.name} holds {rows} rows, not {n}"
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ reached the data a method sees; after predicting, that nothing wrote to the targ
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +31,9 @@ from recbench.manager import plugin_source
 from recbench.metrics import Outcome, evaluate, summarize_values
 from recbench.planning import CostBook, Preview, StageBars, announce, estimate, fit_summary
 from recbench.registry import Registry
-from recbench.results import ResultStore, SCHEMA, environment, make_run_id, method_code_of, now_iso, resolved_config
+from recbench.results import (
+    ResultStore, SCHEMA, environment, examples_problem, make_run_id, method_code_of, now_iso, resolved_config,
+)
 from recbench.task import Task, TaskData
 from recbench.worker import DEFAULT_BATCH_SIZE, IN_PROCESS, SESSIONS, WORKER, Limits  # noqa: F401 - DEFAULT_BATCH_SIZE re-exported
 
@@ -188,7 +191,12 @@ class Runner:
         document = self.store.load(name, method, plan.run_id)
         if document is None or (request.isolation == WORKER and isolation_of(document) != WORKER):
             return None
-        return RunOutcome(document, self.store.path(name, method, plan.run_id), cached=True)
+        path = self.store.path(name, method, plan.run_id)
+        problem = examples_problem(path, document)
+        if problem:  # an incomplete entry is no answer: recompute, which rewrites both files
+            print(f"recbench: the stored result {path} is incomplete: {problem}; running it again.", file=sys.stderr)
+            return None
+        return RunOutcome(document, path, cached=True)
 
     def _execute(self, plan: RunPlan, data: TaskData, session: Any, preview: Preview, quiet: bool) -> Execution:
         guard = targets_digest(data)

@@ -252,6 +252,39 @@ def test_repeat_run_is_answered_from_results_unless_forced(tmp_path):
     assert not other_seed.cached and other_seed.document["run_id"] != first.document["run_id"]
 
 
+
+@pytest.mark.parametrize("damage", ["delete", "edit"])
+def test_a_result_whose_per_example_file_is_gone_or_changed_is_no_cached_answer(tmp_path, capsys, damage):
+    from recbench.leaderboard import render_leaderboard
+
+    runner = _runner(tmp_path)
+    first = runner.run(_request("most_popular"))
+    examples = first.path.parent / first.document["examples_file"]
+    assert first.document["examples_sha256"]
+    if damage == "delete":
+        examples.unlink()
+    else:
+        examples.write_bytes(examples.read_bytes()[:-8])
+    board = render_leaderboard("fullrank", runner.store).markdown
+    assert "examples missing" in board and "--force` restores it" in board
+    again = runner.run(_request("most_popular"))
+    assert not again.cached and examples.is_file()  # recomputed, both files rewritten
+    assert "is incomplete" in capsys.readouterr().err
+    assert runner.run(_request("most_popular")).cached
+    assert "examples missing" not in render_leaderboard("fullrank", runner.store).markdown
+
+
+def test_results_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        outcome = _runner(tmp_path).run(_request("most_popular"))
+    finally:
+        os.umask(old)
+    for path in (outcome.path, outcome.path.parent / outcome.document["examples_file"]):
+        assert oct(path.stat().st_mode & 0o777) == oct(0o644), path
+
 def test_interrupted_sweep_resumes_and_leaves_no_partial_files(tmp_path, monkeypatch):
     calls = []
 
