@@ -16,7 +16,8 @@ other key of it (their mean when several). ``same`` names columns on which each 
 with reference runs that hold the same value (e.g. the template verbalization *with the same
 reasoner*); a row with no such reference run gets no Δ%. ``show`` names a per-example output field
 (e.g. ``verbalization``): a collapsed section under the table then quotes it from every run for the
-same ``show_count`` test examples (the verbalization paper's Table 3). Ablations only choose and arrange what the results
+same ``show_count`` test examples (the verbalization paper's Table 3). ``metrics`` lists the
+metrics the table compares (default: the task's relative metrics). Ablations only choose and arrange what the results
 files hold; they compute no metric. :mod:`recbench.leaderboard` renders them.
 """
 
@@ -37,10 +38,11 @@ class Ablation:
     same: tuple[str, ...] = ()  # column names a row's reference runs must share with it
     show: str | None = None  # a per-example output field quoted for the same few examples of every run
     show_count: int = 3
+    metrics: tuple[str, ...] = ()  # metrics with a Δ% and a value column (default: the task's relative metrics)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> Ablation:
-        known = {"title", "methods", "columns", "reference", "same", "show", "show_count"}
+        known = {"title", "methods", "columns", "reference", "same", "show", "show_count", "metrics"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise RegistrationError(f"{where}: ablation keys {unknown} are not known; valid keys: {sorted(known)}.")
@@ -61,7 +63,7 @@ class Ablation:
             raise RegistrationError(f"{where}: ablation {raw['title']!r}: show_count must be at least 1.")
         return cls(title=str(raw["title"]), methods=tuple(raw["methods"]), columns=columns,
                    reference=tuple(reference.items()), same=same, show=raw.get("show"),
-                   show_count=int(raw.get("show_count", 3)))
+                   show_count=int(raw.get("show_count", 3)), metrics=tuple(raw.get("metrics") or ()))
 
 
 def lookup(doc: dict[str, Any], paths: str) -> Any:

@@ -137,7 +137,7 @@ def render_leaderboard(
         lines += ["", *_section(table, group, store, out_dir)]
         relative = newest["task"].get("relative_metrics") or [table.primary_metric]
         for ablation in ablations:
-            lines += _ablation_section(ablation, group, table, relative)
+            lines += _ablation_section(ablation, group, table, ablation.metrics or relative)
             lines += _shown_outputs(ablation, group, table, store) if ablation.show else []
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 

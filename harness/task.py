@@ -74,6 +74,10 @@ class TaskSpec:
         stray = [m for m in raw.get("relative_metrics", ()) if m not in raw["metrics"]]
         if stray:
             raise RegistrationError(f"{where}: relative_metrics {stray} are not in metrics {raw['metrics']}.")
+        ablations = tuple(Ablation.from_dict(a, where) for a in raw.get("ablations", ()))
+        stray = sorted({m for a in ablations for m in a.metrics} - set(raw["metrics"]))
+        if stray:
+            raise RegistrationError(f"{where}: ablation metrics {stray} are not in metrics {raw['metrics']}.")
         return cls(
             name=raw["name"],
             version=int(raw["version"]),
@@ -86,7 +90,7 @@ class TaskSpec:
             filters=tuple(raw.get("filters", ())),
             reference=raw.get("reference"),
             relative_metrics=tuple(raw.get("relative_metrics", ())),
-            ablations=tuple(Ablation.from_dict(a, where) for a in raw.get("ablations", ())),
+            ablations=ablations,
             path=path,
         )
 

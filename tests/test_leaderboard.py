@@ -298,6 +298,7 @@ def test_ablation_reference_can_be_the_run_with_the_same_reasoner(store):
     """``same``: each row against the template run of its own reasoner (the verbalization paper's Tables 1-2)."""
     from recbench.ablations import Ablation
     from recbench.errors import RegistrationError
+    from recbench.task import TaskSpec
 
     template_a = make_doc("template", 0.20, config={"model": "a"})
     template_b = make_doc("template", 0.40, config={"model": "b"})
@@ -313,6 +314,9 @@ def test_ablation_reference_can_be_the_run_with_the_same_reasoner(store):
     assert [(r["run"].split(" ")[0], r["reasoner"], r[delta]) for r in rows] == [
         ("template", "a", "ref"), ("template", "b", "ref"),
         ("rewrite", "a", "+50.0%"), ("rewrite", "b", "-25.0%"), ("rewrite", "c", "n/a")]
+    with pytest.raises(RegistrationError, match=r"ablation metrics \['p@5'\] are not in metrics"):
+        TaskSpec.from_dict({"name": TASK, "version": 1, "kind": "fullrank", "dataset": "toy", "metrics": ["ndcg@10"],
+                            "primary_metric": "ndcg@10", "ablations": [{"title": "t", "methods": ["a"], "metrics": ["p@5"]}]})
     with pytest.raises(RegistrationError, match="not among its columns"):
         Ablation.from_dict({"title": "t", "methods": ["a"], "reference": {"method": "a"}, "same": ["reasoner"]}, "spec")
 
