@@ -17,7 +17,9 @@ with reference runs that hold the same value (e.g. the template verbalization *w
 reasoner*); a row with no such reference run gets no Δ%. ``show`` names a per-example output field
 (e.g. ``verbalization``): a collapsed section under the table then quotes it from every run for the
 same ``show_count`` test examples (the verbalization paper's Table 3). ``metrics`` lists the
-metrics the table compares (default: the task's relative metrics). Ablations only choose and arrange what the results
+metrics the table compares (default: the task's relative metrics). ``cases`` is a dotted path to a
+list of records a method keeps in its results file (e.g. CURec's patterns and reasons before and
+after correction): each run's records are quoted in a collapsed section. Ablations only choose and arrange what the results
 files hold; they compute no metric. :mod:`recbench.leaderboard` renders them.
 """
 
@@ -39,10 +41,11 @@ class Ablation:
     show: str | None = None  # a per-example output field quoted for the same few examples of every run
     show_count: int = 3
     metrics: tuple[str, ...] = ()  # metrics with a Δ% and a value column (default: the task's relative metrics)
+    cases: str | None = None  # a dotted path to a list of records in each run's results file (a case study)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> Ablation:
-        known = {"title", "methods", "columns", "reference", "same", "show", "show_count", "metrics"}
+        known = {"title", "methods", "columns", "reference", "same", "show", "show_count", "metrics", "cases"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise RegistrationError(f"{where}: ablation keys {unknown} are not known; valid keys: {sorted(known)}.")
@@ -63,7 +66,8 @@ class Ablation:
             raise RegistrationError(f"{where}: ablation {raw['title']!r}: show_count must be at least 1.")
         return cls(title=str(raw["title"]), methods=tuple(raw["methods"]), columns=columns,
                    reference=tuple(reference.items()), same=same, show=raw.get("show"),
-                   show_count=int(raw.get("show_count", 3)), metrics=tuple(raw.get("metrics") or ()))
+                   show_count=int(raw.get("show_count", 3)), metrics=tuple(raw.get("metrics") or ()),
+                   cases=raw.get("cases"))
 
 
 def lookup(doc: dict[str, Any], paths: str) -> Any:

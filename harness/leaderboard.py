@@ -139,6 +139,7 @@ def render_leaderboard(
         for ablation in ablations:
             lines += _ablation_section(ablation, group, table, ablation.metrics or relative)
             lines += _shown_outputs(ablation, group, table, store) if ablation.show else []
+            lines += _cases(ablation, group, table) if ablation.cases else []
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 
 
@@ -395,6 +396,27 @@ def _shown_outputs(ablation: Ablation, group: list[dict[str, Any]], table: Leade
             lines.append(f"- **{label}**: {text.replace('|', '/')}")
         lines.append("")
     return lines + ["</details>"]
+
+
+def _cases(ablation: Ablation, group: list[dict[str, Any]], table: LeaderboardTable, width: int = 400) -> list[str]:
+    """Each run's records at the ablation's ``cases`` path (a case study), quoted field by field."""
+    labels = dict(zip(table.run_ids, (row[1] for row in table.rows)))
+    lines = []
+    for doc in group:
+        records = lookup(doc, ablation.cases) if doc["method"]["name"] in ablation.methods else None
+        if not isinstance(records, list) or not records:
+            continue
+        lines += ["", f"**{labels.get(doc['run_id'], doc['method']['name'])}**:", ""]
+        for number, record in enumerate(records, 1):
+            fields = record.items() if isinstance(record, dict) else [("value", record)]
+            for name, value in fields:
+                text = " ".join(str(value).split())
+                text = text if len(text) <= width else text[: width - 1] + "…"
+                lines.append(f"- case {number}, {name}: {text.replace('|', '/')}")
+    if not lines:
+        return []
+    return ["", f"<details><summary>Case study: {ablation.cases.split('.')[-1].replace('_', ' ')} of each run</summary>",
+            *lines, "", "</details>"]
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
