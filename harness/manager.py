@@ -32,6 +32,7 @@ DEFAULT_PLUGINS = (
     "recbench.plugins.classic.als",
     "recbench.plugins.classic.bpr",
     "recbench.plugins.classic.lightgcn",
+    "recbench.plugins.classic.mcl",
     "recbench.plugins.classic.sasrec",
     "recbench.plugins.classic.bert4rec",
     "recbench.plugins.llm.zero_shot",

@@ -12,7 +12,8 @@ from recbench.contracts import FullCatalogContract
 from recbench.errors import ConfigError
 from recbench.fitting import validation_ndcg
 from recbench.metrics import Outcome
-from recbench.plugins.classic.lightgcn import LightGCN, LightGCNConfig, normalized_adjacency
+from recbench.graph import normalized_adjacency
+from recbench.plugins.classic.lightgcn import LightGCN, LightGCNConfig
 from recbench.plugins.datasets.synthetic import make_synthetic
 from recbench.task import TaskSpec
 from recbench.tasks.fullrank import FullRankTask

@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.fitting import sample_triples, validation_ndcg, with_validation_targets
+from recbench.graph import graph_product, normalized_adjacency, propagate, resolve_device
 from recbench.method import ScoringMethod
 
 INIT_STD = 0.1  # the reference implementation's normal init
@@ -73,17 +73,6 @@ class LightGCNConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not self.l2 or min(self.l2) < 0:
             raise ValueError(f"l2 needs at least one value, none negative; got {self.l2}")
-
-
-def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sparse.csr_matrix:
-    """``D^-1/2 A D^-1/2`` of the bipartite graph: nodes are users ``0..n_users-1``, then items."""
-    pairs = sparse.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=(n_users, n_items))
-    pairs.data[:] = 1.0  # a repeated interaction is one edge
-    adjacency = sparse.bmat([[None, pairs], [pairs.T, None]], format="csr")
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    inv_sqrt = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0)
-    scale = sparse.diags(inv_sqrt.astype(np.float32))
-    return (scale @ adjacency @ scale).tocsr().astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -123,7 +112,7 @@ class LightGCN(ScoringMethod):
         super().fit(data)
         import torch
 
-        self._device = _resolve_device(torch, self.config.device)
+        self._device = resolve_device(torch, self.config.device, self.name)
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(self.config.cpu_threads)
         try:
@@ -180,7 +169,7 @@ def train_lightgcn(
     """Train one ``l2``: with ``valid``, keep the weights of the best validation NDCG@10 and stop after
     ``patience`` checks without a gain; without, train exactly ``max_epochs`` and keep the last."""
     pairs = train[["user", "item"]].drop_duplicates().to_numpy(np.int64)
-    graph = _graph_product(torch, normalized_adjacency(pairs[:, 0], pairs[:, 1], n_users, n_items), device)
+    graph = graph_product(torch, normalized_adjacency(pairs[:, 0], pairs[:, 1], n_users, n_items), device)
     known = np.sort(pairs[:, 0] * n_items + pairs[:, 1])
     degree = np.bincount(pairs[:, 0], minlength=n_users)
     pairs = pairs[degree[pairs[:, 0]] < n_items]  # a user who has every item has no negative to sample
@@ -194,7 +183,7 @@ def train_lightgcn(
 
     def snapshot() -> Embeddings:
         with torch.no_grad():
-            out = _propagate(graph, embedding, config.layers).cpu().numpy()
+            out = propagate(graph, embedding, config.layers).cpu().numpy()
         return Embeddings(out[:n_users].copy(), out[n_users:].copy(), cold)
 
     best: TrainedRun | None = None
@@ -206,7 +195,7 @@ def train_lightgcn(
                 torch.from_numpy(column[start : start + config.batch_size] + offset).to(device)
                 for column, offset in ((users, 0), (positives, n_users), (negatives, n_users))
             )
-            out = _propagate(graph, embedding, config.layers)
+            out = propagate(graph, embedding, config.layers)
             margin = (out[u] * (out[i] - out[j])).sum(dim=1)
             ego = embedding[u].pow(2).sum() + embedding[i].pow(2).sum() + embedding[j].pow(2).sum()
             loss = torch.nn.functional.softplus(-margin).mean() + l2 * 0.5 * ego / len(u)
@@ -230,48 +219,6 @@ def train_lightgcn(
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
-
-
-def _propagate(graph, embedding, layers: int):
-    """Mean of layers 0..K of graph propagation."""
-    total, current = embedding, embedding
-    for _ in range(layers):
-        current = graph(current)
-        total = total + current
-    return total / (layers + 1)
-
-
-def _graph_product(torch, adjacency: sparse.csr_matrix, device):
-    """``x -> A x`` with autograd. ``A`` is symmetric, so the backward pass multiplies by ``A`` too."""
-    if device.type != "cpu":
-        coo = adjacency.tocoo()
-        indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-        graph = torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), adjacency.shape).coalesce().to(device)
-        return lambda x: torch.sparse.mm(graph, x)
-
-    # scipy on CPU: deterministic, and about 3x faster per step than torch.sparse.mm on shared cores
-    class Product(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return torch.from_numpy(adjacency @ x.detach().numpy())
-
-        @staticmethod
-        def backward(ctx, grad):
-            return torch.from_numpy(adjacency @ grad.numpy())
-
-    return Product.apply
-
-
-def _resolve_device(torch, name: str):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"lightgcn: device {name!r} is not a torch device ({exc}); use auto, cpu or cuda.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("lightgcn: device 'cuda' was asked for but torch sees no GPU; set device=auto or device=cpu.")
-    return device
 
 
 @hookimpl
