@@ -22,7 +22,7 @@ from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.leaderboard_sections import (
     INCOMPLETE,
-    ceiling_values, curves_plot, details_section, flag_legend, latency_section, option_plot, paired_cell, paired_section,
+    ceiling_values, comparison_plot, curves_plot, details_section, flag_legend, latency_section, option_plots, paired_cell, paired_section,
     paired_tests, per_example, row_flags, seed_section,
 )
 from recbench.results import ResultStore, atomic_write_text, examples_problem, read_examples
@@ -317,11 +317,28 @@ def _section(table: LeaderboardTable, group: list[dict[str, Any]], store: Result
         tabulate(table.rows, headers=table.headers, tablefmt="github", disable_numparse=True),
         *table.extra,
     ]
-    if out_dir is not None:  # plots are drawn beside the page, from the results' report tables
-        plots = [p for doc in sorted(group, key=_age) if (p := option_plot(doc, Path(out_dir))) is not None]
-        plots += [p] if (p := curves_plot(sorted(group, key=_age), Path(out_dir))) is not None else []
-        lines += ["", *(f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in plots)] if plots else []
+    if out_dir is not None:  # plots are drawn beside the page, from the results
+        out = Path(out_dir)
+        compared = comparison_plot(newest["task"]["name"], table.fingerprint, table.primary_metric,
+                                   _interval_points(table, group), out)
+        if compared is not None:  # at the top: the ranking at a glance
+            lines[4:4] = [f"![{table.primary_metric} of every ranked row]({compared.relative_to(out).as_posix()})", ""]
+        ordered = sorted(group, key=_age)
+        plots = [p for p in (option_plots(ordered, out), curves_plot(ordered, out)) if p is not None]
+        lines += ["", *(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in plots)] if plots else []
     return lines
+
+
+def _interval_points(table: LeaderboardTable, group: list[dict[str, Any]]) -> list[tuple[str, float, float, float]]:
+    """(label, value, low, high) of the primary metric of each ranked row, in table order."""
+    by_id = {doc["run_id"]: doc for doc in group}
+    points = []
+    for row, run_id in zip(table.rows, table.run_ids):
+        entry = (by_id[run_id]["metrics"].get(table.primary_metric) or {}) if row[0] != "-" else {}
+        values = [entry.get(k) for k in ("value", "ci_low", "ci_high")]
+        if all(isinstance(v, (int, float)) for v in values):
+            points.append((row[1].replace("\\|", "|"), *(float(v) for v in values)))
+    return points
 
 
 def _ablation_section(ablation: Ablation, group: list[dict[str, Any]], table: LeaderboardTable,

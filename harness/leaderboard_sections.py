@@ -222,17 +222,67 @@ def _seconds(value: Any) -> str:
     return f"{value / 60:.1f}min" if value < 3600 else f"{value / 3600:.1f}h"
 
 
-def option_plot(doc: dict[str, Any], out_dir: Path) -> Path | None:
-    """The accuracy-by-option plot (the artwork paper's Figure 2) of a result that reports one, drawn
-    under ``out_dir/plots`` and named after its run id; drawn once (a run id's outputs never change)."""
-    rows = (doc.get("reports") or {}).get("accuracy_by_option")
-    if not rows:
+def option_plots(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
+    """One figure of the accuracy-by-option plots (the artwork paper's Figure 2) of every run in
+    ``docs`` that reports one, a panel per run; named after those run ids, drawn once."""
+    runs = [(d, rows) for d in docs if (rows := (d.get("reports") or {}).get("accuracy_by_option"))]
+    if not runs:
         return None
-    path = out_dir / "plots" / f"{doc['task']['name']}-{doc['run_id']}-accuracy-by-option.png"
-    if not path.is_file():
+    path = out_dir / "plots" / f"{runs[0][0]['task']['name']}-by-option-{stable_hash(sorted(d['run_id'] for d, _ in runs), 12)}.png"
+    if path.is_file():
+        return path
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    columns = 2 if len(runs) > 1 else 1
+    lines = -(-len(runs) // columns)
+    figure = Figure(figsize=(6 * columns, 2.6 * lines), dpi=90)  # the object API: no pyplot state, no global backend
+    FigureCanvasAgg(figure)
+    for number, (doc, rows) in enumerate(runs, 1):
+        axes = figure.add_subplot(lines, columns, number)
+        x = [r["option"] for r in rows]
+        axes.bar(x, [r["accuracy"] for r in rows], color="#4c72b0", label="accuracy")
+        axes.plot(x, [r["chance"] for r in rows], color="#dd8452", marker=".", markersize=3, label="chance (1/m)")
+        axes.set_ylim(0, 1.05)
         examples = sum(r["count"] for r in rows)
-        _plot(rows, path, title=f"{doc['method']['name']} ({doc['run_id']}): accuracy by ground-truth option "
-                                 f"({examples:,} examples)")
+        axes.set_title(f"{doc['method']['name']} ({doc['run_id'][:6]}), {examples:,} examples", fontsize=8)
+        axes.tick_params(labelsize=7)
+        if number == 1:
+            axes.legend(loc="upper right", fontsize=7)
+    figure.supxlabel("ground-truth option number", fontsize=8)
+    figure.supylabel("accuracy", fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def comparison_plot(task: str, fingerprint: str, metric: str, points: list[tuple[str, float, float, float]],
+                    out_dir: Path) -> Path | None:
+    """Every ranked row's ``metric`` with its 95% interval, best first (``points``: label, value, low, high);
+    named after what it shows, so a changed table gets a new file."""
+    if not points:
+        return None
+    path = out_dir / "plots" / f"{task}-{fingerprint[:12]}-{stable_hash([metric, points], 10)}.png"
+    if path.is_file():
+        return path
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 0.9 + 0.28 * len(points)), dpi=90)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    y = list(range(len(points)))[::-1]  # the first row on top
+    values = [p[1] for p in points]
+    errors = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+    axes.errorbar(values, y, xerr=errors, fmt="o", color="#4c72b0", ecolor="#8aa4c8", capsize=2, markersize=4)
+    axes.set_yticks(y, [p[0] for p in points], fontsize=7)
+    axes.set_xlabel(f"{metric} (95% bootstrap interval)", fontsize=8)
+    axes.tick_params(axis="x", labelsize=7)
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
     return path
 
 
@@ -266,24 +316,3 @@ def curves_plot(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
-
-
-def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(9, 3.6), dpi=100)  # the object API: no pyplot state, no global backend switch
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    x = [r["option"] for r in rows]
-    bars = axes.bar(x, [r["accuracy"] for r in rows], color="#4c72b0", label="accuracy")
-    axes.bar_label(bars, labels=[str(r["count"]) for r in rows], fontsize=6, color="#555555")  # examples per bar
-    axes.plot(x, [r["chance"] for r in rows], color="#dd8452", marker=".", label="chance (1/m)")
-    axes.set_xlabel("ground-truth option number (bar labels: examples)")
-    axes.set_ylabel("accuracy")
-    axes.set_ylim(0, 1.08)
-    axes.set_title(title, fontsize=10)
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)

@@ -200,11 +200,14 @@ def test_accuracy_by_option_report_has_known_answers(tmp_path):
     assert rows[1]["predicted_share"] == 1.0 and sum(r["count"] for r in rows.values()) == len(truth)
     assert rows[1]["count"] == int((truth == 1).sum())
     assert "plots" not in report  # drawn at leaderboard time, named after the run id
-    from recbench.leaderboard_sections import option_plot
+    from recbench.leaderboard_sections import option_plots
 
     doc = {"task": {"name": "artwork"}, "run_id": "abc123", "method": {"name": "first_option"}, "reports": report}
-    plot = option_plot(doc, tmp_path / "boards")
-    assert plot.name == "artwork-abc123-accuracy-by-option.png" and plot.read_bytes()[:4] == b"\x89PNG"
+    other = {**doc, "run_id": "def456"}
+    plot = option_plots([doc, other], tmp_path / "boards")  # one figure, a panel per run
+    assert plot.name.startswith("artwork-by-option-") and plot.read_bytes()[:4] == b"\x89PNG"
+    assert option_plots([doc], tmp_path / "boards") != plot  # named after its runs
+    assert option_plots([{**doc, "reports": {}}], tmp_path / "boards") is None
 
 
 # --- metrics through the task, on hand-written logs ------------------------------------------
@@ -339,7 +342,8 @@ def test_end_to_end_runs_ceiling_info_and_leaderboard(tmp_path, capsys):
     table = [line for line in ranking[: ranking.index("\n\n")].splitlines() if line.startswith("| ")]
     assert "oracle (ceiling)" in table[-1] and "| ref " in next(line for line in table if "| production " in line)
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", board)
-    assert len(links) == 3 and all((tmp_path / "boards" / link).resolve().is_file() for link in links)
+    assert all((tmp_path / "boards" / link).resolve().is_file() for link in links)
+    assert len(links) == 2 and "-by-option-" in links[1]  # the comparison on top; the runs' option plots in one figure
     assert main(["data", "info", "artwork-tiny", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert sum(info["chosen_option_counts"].values()) == info["artwork_examples"] == len(tiny_catalog().tables["artwork_log"])

@@ -256,8 +256,12 @@ def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
     assert path == out / f"{TASK}.md"
     first = path.read_text()
     assert write_leaderboard(TASK, ResultStore(store.root), out_dir=out, reference="pop").read_text() == first
-    plot = f"plots/{TASK}-{sasrec['run_id']}-accuracy-by-option.png"  # drawn beside the page, named by run id
-    assert f"]({plot})" in first and (out / plot).read_bytes()[:4] == b"\x89PNG"
+    plots = {line.split("](")[1].rstrip(")") for line in first.splitlines() if line.startswith("![")}
+    assert all((out / p).read_bytes()[:4] == b"\x89PNG" for p in plots)  # drawn beside the page
+    assert sum("-by-option-" in p for p in plots) == 1  # the runs' option plots in one figure
+    compared = [line for line in first.splitlines() if line.startswith("![ndcg@10 of every ranked row]")]
+    assert len(compared) == 2  # one comparison per protocol table, above its ranking
+    assert first.index(compared[0]) < first.index("| rank")
     curves = [line for line in first.splitlines() if "-curves-" in line]  # the training curves of the runs that have one
     assert len(curves) == 1 and (out / curves[0].split("](")[1].rstrip(")")).read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in out.iterdir()) == ["plots", f"{TASK}.md"]  # no temporary files left behind
