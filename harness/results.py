@@ -212,11 +212,13 @@ def examples_problem(path: Path, document: dict[str, Any]) -> str | None:
     if expected:
         return None if hashlib.sha256(examples.read_bytes()).hexdigest() == expected else (
             f"its per-example file {examples.name} changed after the run wrote it")
-    try:  # results written before the digest was recorded: count the rows
-        rows = len(read_examples(examples))
+    try:  # results written before the digest was recorded: count the rows (lines; parsing them is not needed)
+        data = examples.read_bytes()
+        data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        rows = sum(1 for line in data.splitlines() if line.strip())
     except (OSError, ValueError, EOFError) as exc:
         return f"its per-example file {examples.name} cannot be read ({exc})"
-    n = document.get("n_examples")
+    n = 0 if document.get("ceiling") else document.get("n_examples")  # a ceiling row keeps no per-example outputs
     return None if n is None or rows == n else f"its per-example file {examples.name} holds {rows} rows, not {n}"
 
 

@@ -351,3 +351,19 @@ def test_random_is_beaten_by_popularity_on_fullrank(tmp_path):
     pop = runner.run(_request("most_popular")).document["metrics"]["hr@10"]["value"]
     rand = runner.run(_request("random")).document["metrics"]["hr@10"]["value"]
     assert pop > rand
+
+
+def test_results_written_before_the_digest_are_checked_by_row_count(tmp_path):
+    """Older results files have no examples_sha256: their per-example rows are counted instead."""
+    import gzip
+
+    from recbench.results import examples_problem
+
+    path = tmp_path / "r.json"
+    (tmp_path / "r.examples.jsonl.gz").write_bytes(gzip.compress(b'{"key": "1"}\n{"key": "2"}\n'))
+    doc = {"run_id": "r", "examples_file": "r.examples.jsonl.gz", "n_examples": 2}
+    assert examples_problem(path, doc) is None
+    assert "holds 2 rows, not 3" in examples_problem(path, {**doc, "n_examples": 3})
+    (tmp_path / "r.examples.jsonl.gz").write_bytes(gzip.compress(b""))
+    assert examples_problem(path, {**doc, "ceiling": True}) is None  # a ceiling row keeps no per-example outputs
+    assert "is missing" in examples_problem(path, {**doc, "examples_file": "gone.jsonl.gz"})
