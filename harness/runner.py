@@ -24,7 +24,7 @@ from recbench.config import build_config, config_to_dict
 from recbench.contracts import Contract
 from recbench.data.catalog import Catalog
 from recbench.data.store import apply_filters, get_catalog, recbench_home
-from recbench.errors import ConfigError, RecbenchError, TargetLeakError, UnsupportedTaskError
+from recbench.errors import ConfigError, RecbenchError, RegistrationError, TargetLeakError, UnsupportedTaskError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.hashing import hash_arrays
 from recbench.manager import plugin_source
@@ -339,7 +339,20 @@ def prepare_task_data(task: Task, catalog: Catalog, protocol: dict[str, Any]) ->
     """Build the task's data, cached on disk by protocol fingerprint and split code (verified on load)."""
     from recbench.split_cache import load_or_build
 
-    return load_or_build(task, catalog, protocol)
+    data = load_or_build(task, catalog, protocol)
+    check_unique_keys(task, data.test_inputs)
+    return data
+
+
+def check_unique_keys(task: Task, inputs: ExampleSet) -> None:
+    """Every test example needs its own key: per-example files, paired tests and caches are keyed by it."""
+    keys, counts = np.unique(np.asarray(inputs.keys, dtype=str), return_counts=True)
+    if len(keys) < len(inputs):
+        repeated = [str(k) for k in keys[counts > 1][:5]]
+        raise RegistrationError(
+            f"task {task.spec.name!r} (kind {task.spec.kind!r}) gives {len(inputs) - len(keys)} test example(s) a key "
+            f"another one has (e.g. {repeated}); the kind's build() must give each example its own key."
+        )
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,9 @@ class SessionTask(Task):
             users = sessions.users[group]
             hist_rows = rows[:, :-1]
             target_rows = rows[:, -1]
-            keys = np.array([f"{prefix}{user_ids[u]}@{stamps[r]}" for u, r in zip(users, rows[:, 0])], dtype=object)
+            # the user, the session's first timestamp and its first row: ML-100K has sessions of one user
+            # that start in the same second
+            keys = np.array([f"{prefix}{user_ids[u]}@{stamps[r]}#{r}" for u, r in zip(users, rows[:, 0])], dtype=object)
             histories = seqs.histories(hist_rows[:, 0], np.full(len(group), p.history))
             ex = ExampleSet(keys=keys.astype(str), users=users, histories=histories, as_of=stamps[target_rows])
             return ex, Targets.single(items[target_rows])

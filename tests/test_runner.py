@@ -367,3 +367,17 @@ def test_results_written_before_the_digest_are_checked_by_row_count(tmp_path):
     (tmp_path / "r.examples.jsonl.gz").write_bytes(gzip.compress(b""))
     assert examples_problem(path, {**doc, "ceiling": True}) is None  # a ceiling row keeps no per-example outputs
     assert "is missing" in examples_problem(path, {**doc, "examples_file": "gone.jsonl.gz"})
+
+
+def test_a_task_that_repeats_a_test_key_is_refused(tmp_path):
+    """Per-example files, paired tests and caches are keyed by example: two examples may not share a key."""
+    from recbench.runner import check_unique_keys
+
+    runner = _runner(tmp_path)
+    plan = runner.plan(_request("most_popular"))
+    data = runner.prepare(plan.task, plan.catalog, plan.protocol)
+    check_unique_keys(plan.task, data.test_inputs)  # the built-in kinds give unique keys
+    keys = np.asarray(data.test_inputs.keys, dtype=object).copy()
+    keys[1] = keys[0]
+    with pytest.raises(Exception, match=r"gives 1 test example\(s\) a key another one has"):
+        check_unique_keys(plan.task, replace(data.test_inputs, keys=keys))
