@@ -73,3 +73,10 @@ def test_rl_raises_a_reward_that_depends_on_the_prompt(algorithm, expressive_tin
     assert len(curve) == STEPS, curve  # one step per 2 prompts x 8 replies
     first, last = np.mean(curve[:24]), np.mean(curve[-24:])
     assert last >= 0.58 and last >= first + 0.04, (first, last, curve)
+
+
+def test_the_plan_counts_one_rl_step_per_group_of_prompts():
+    from recbench.plugins.llm.grpo import GRPO, RLOO
+
+    method = GRPO(GRPO.Config(preset="cpu", train_examples=96, prompts_per_step=2))
+    assert method.steps(96) == 48 and RLOO(RLOO.Config(preset="cpu", prompts_per_step=4)).steps(64) == 16

@@ -78,6 +78,12 @@ class GRPO(FromSFT, PostTrained):
             options["loss_type"] = c.loss_type
         return options
 
+    def steps(self, rows: int) -> int:
+        """One optimizer step per ``prompts_per_step`` prompts (each with ``num_generations`` replies), per epoch."""
+        import math
+
+        return max(1, math.ceil(math.ceil(rows / self.config.prompts_per_step) * self.config.epochs))
+
     def training_rows(self, examples: ExampleSet, targets: Targets) -> list[dict[str, Any]]:
         import json
 
