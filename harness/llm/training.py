@@ -247,7 +247,8 @@ def run_job(job: TrainJob, output: Path) -> None:
         )
         context = BuildContext(model, tokenizer, dataset, common, trainer_spec.config(job.options))
         trainer = trainer_spec.build(context)
-        trainer.add_callback(stage_steps())
+        if hasattr(trainer, "add_callback"):  # transformers Trainers; recbench's own loops (ppo) report no steps
+            trainer.add_callback(stage_steps())
         used = len(trainer.train_dataset)  # TRL drops rows whose answer max_length cut off entirely
         if used == 0:
             raise RecbenchError(
