@@ -21,9 +21,8 @@ from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.leaderboard_sections import (
-    INCOMPLETE,
-    ceiling_values, comparison_plot, curves_plot, details_section, flag_legend, latency_section, option_plots, paired_cell, paired_section,
-    paired_tests, per_example, row_flags, seed_section,
+    INCOMPLETE, ceiling_values, comparison_plot, curves_plot, details_section, flag_legend, latency_section, option_plots,
+    paired_cell, paired_section, paired_tests, per_example, row_flags, seed_section,
 )
 from recbench.results import ResultStore, atomic_write_text, examples_problem, read_examples
 
@@ -408,9 +407,7 @@ def _shown_outputs(ablation: Ablation, group: list[dict[str, Any]], table: Leade
     for key in common:
         lines += [f"Example `{key}`:", ""]
         for label, found in texts.items():
-            text = " ".join(found[key].split())
-            text = text if len(text) <= width else text[: width - 1] + "…"
-            lines.append(f"- **{label}**: {text.replace('|', '/')}")
+            lines.append(f"- **{label}**: {_quoted(found[key], width)}")
         lines.append("")
     return lines + ["</details>"]
 
@@ -427,13 +424,18 @@ def _cases(ablation: Ablation, group: list[dict[str, Any]], table: LeaderboardTa
         for number, record in enumerate(records, 1):
             fields = record.items() if isinstance(record, dict) else [("value", record)]
             for name, value in fields:
-                text = " ".join(str(value).split())
-                text = text if len(text) <= width else text[: width - 1] + "…"
-                lines.append(f"- case {number}, {name}: {text.replace('|', '/')}")
+                lines.append(f"- case {number}, {name}: {_quoted(value, width)}")
     if not lines:
         return []
     return ["", f"<details><summary>Case study: {ablation.cases.split('.')[-1].replace('_', ' ')} of each run</summary>",
             *lines, "", "</details>"]
+
+
+def _quoted(value: Any, width: int) -> str:
+    """A model's text on one Markdown line: whitespace folded, cut to ``width``, tags shown rather than parsed."""
+    text = " ".join(str(value).split())
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "/")
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -347,13 +347,13 @@ def test_ablation_quotes_each_runs_case_study_records(store):
     from recbench.ablations import Ablation
 
     curec, other = make_doc("curec", 0.3), make_doc("pop", 0.1)
-    curec["method"]["fitted"] = {"case_study": [{"user": 7, "pattern_before": "likes | dramas", "pattern_after": "x" * 500}]}
+    curec["method"]["fitted"] = {"case_study": [{"user": 7, "pattern_before": "likes | dramas <think>", "pattern_after": "x" * 500}]}
     add(store, curec, other)
     ablation = Ablation.from_dict({"title": "t", "methods": ["curec", "pop"], "cases": "method.fitted.case_study"}, "spec")
     markdown = render_leaderboard(TASK, store, ablations=(ablation,)).markdown
     quoted = markdown[markdown.index("<summary>Case study: case study of each run"):]
     assert "**curec**:" in quoted and "**pop**" not in quoted  # a run without records gets no entry
-    assert "- case 1, user: 7" in quoted and "- case 1, pattern_before: likes / dramas" in quoted
+    assert "- case 1, user: 7" in quoted and "- case 1, pattern_before: likes / dramas &lt;think&gt;" in quoted
     assert "- case 1, pattern_after: " + "x" * 399 + "…" in quoted
 
 # --- trust flags, paired significance and seed aggregates ------------------------------------------
