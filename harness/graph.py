@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from recbench.errors import ConfigError
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sparse.csr_matrix:
@@ -24,6 +23,20 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
     inv_sqrt = np.divide(1.0, np.sqrt(degree), out=np.zeros_like(degree), where=degree > 0)
     scale = sparse.diags(inv_sqrt.astype(np.float32))
     return (scale @ adjacency @ scale).tocsr().astype(np.float32)
+
+
+def user_vectors(users: np.ndarray, items: np.ndarray, cold: np.ndarray, examples: Any) -> np.ndarray:
+    """Each example's user vector; a user with no training interaction (``cold``) gets the mean of
+    their history items' vectors instead."""
+    vectors = users[examples.users]
+    rows = np.flatnonzero(cold[examples.users])
+    if len(rows):
+        hist = examples.histories.take(rows)
+        sums = np.zeros((len(rows), items.shape[1]), np.float32)
+        np.add.at(sums, hist.row_ids(), items[hist.items])
+        vectors = vectors.copy()
+        vectors[rows] = sums / np.maximum(hist.lengths, 1)[:, None]
+    return vectors
 
 
 def propagate(graph, embedding, layers: int, combine: str = "mean"):
@@ -54,16 +67,3 @@ def graph_product(torch, adjacency: sparse.csr_matrix, device):
             return torch.from_numpy(adjacency @ grad.numpy())
 
     return Product.apply
-
-
-def resolve_device(torch, name: str, method: str) -> Any:
-    """The torch device ``name`` asks for ('auto': cuda when available, else cpu), or a ConfigError naming ``method``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"{method}: device {name!r} is not a torch device ({exc}); use auto, cpu or cuda.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{method}: device 'cuda' was asked for but torch sees no GPU; set device=auto or device=cpu.")
-    return device

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from recbench.data.catalog import sort_interactions
+from recbench.devices import resolve_device
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Histories
 from recbench.fitting import validation_ndcg
@@ -61,17 +62,6 @@ class EncoderConfig(Protocol):
     device: str
 
 
-def resolve_device(name: str, owner: str) -> torch.device:
-    """``auto``: CUDA when torch sees a GPU, else CPU; any other name must be a usable torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"{owner}: device {name!r} is not a torch device ({exc}); use 'auto', 'cpu' or 'cuda'.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{owner}: device {name!r} was asked for but torch sees no GPU; use device=auto or cpu.")
-    return device
 
 
 @dataclass(frozen=True)

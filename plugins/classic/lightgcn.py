@@ -41,7 +41,8 @@ from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.fitting import sample_triples, validation_ndcg, with_validation_targets
-from recbench.graph import graph_product, normalized_adjacency, propagate, resolve_device
+from recbench.devices import resolve_device
+from recbench.graph import graph_product, normalized_adjacency, propagate, user_vectors
 from recbench.method import ScoringMethod
 
 INIT_STD = 0.1  # the reference implementation's normal init
@@ -84,14 +85,7 @@ class Embeddings:
     cold: np.ndarray
 
     def score(self, examples: ExampleSet) -> np.ndarray:
-        vectors = self.users[examples.users]
-        cold = np.flatnonzero(self.cold[examples.users])
-        if len(cold):
-            hist = examples.histories.take(cold)
-            sums = np.zeros((len(cold), self.items.shape[1]), np.float32)
-            np.add.at(sums, hist.row_ids(), self.items[hist.items])
-            vectors = vectors.copy()
-            vectors[cold] = sums / np.maximum(hist.lengths, 1)[:, None]
+        vectors = user_vectors(self.users, self.items, self.cold, examples)
         return vectors @ self.items.T
 
 
@@ -112,7 +106,7 @@ class LightGCN(ScoringMethod):
         super().fit(data)
         import torch
 
-        self._device = resolve_device(torch, self.config.device, self.name)
+        self._device = resolve_device(self.config.device, self.name)
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(self.config.cpu_threads)
         try:

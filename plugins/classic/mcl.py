@@ -38,7 +38,8 @@ from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.fitting import validation_ndcg, with_validation_targets
-from recbench.graph import graph_product, normalized_adjacency, propagate, resolve_device
+from recbench.devices import resolve_device
+from recbench.graph import graph_product, normalized_adjacency, propagate, user_vectors
 from recbench.method import ScoringMethod
 
 
@@ -105,14 +106,7 @@ class Embeddings:
     cold: np.ndarray  # users with no training interaction: placed at the centroid of their history's items
 
     def score(self, examples: ExampleSet) -> np.ndarray:
-        vectors = self.users[examples.users]
-        cold = np.flatnonzero(self.cold[examples.users])
-        if len(cold):
-            hist = examples.histories.take(cold)
-            sums = np.zeros((len(cold), self.items.shape[1]), np.float32)
-            np.add.at(sums, hist.row_ids(), self.items[hist.items])
-            vectors = vectors.copy()
-            vectors[cold] = sums / np.maximum(hist.lengths, 1)[:, None]
+        vectors = user_vectors(self.users, self.items, self.cold, examples)
         # -||u - i||^2 without the user's own norm, which does not change the user's ranking
         return 2.0 * vectors @ self.items.T - (self.items**2).sum(axis=1)
 
@@ -134,7 +128,7 @@ class MCL(ScoringMethod):
         super().fit(data)
         import torch
 
-        self._device = resolve_device(torch, self.config.device, self.name)
+        self._device = resolve_device(self.config.device, self.name)
         previous = torch.get_num_threads()
         torch.set_num_threads(self.config.cpu_threads)
         try:

@@ -1,0 +1,22 @@
+"""The torch device a method's ``device`` option names (torch is imported only when asked)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recbench.errors import ConfigError
+
+
+def resolve_device(name: str, owner: str) -> Any:
+    """``auto``: CUDA when torch sees a GPU, else CPU; any other name must be a usable torch device."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"{owner}: device {name!r} is not a torch device ({exc}); use 'auto', 'cpu' or 'cuda'.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{owner}: device {name!r} was asked for but torch sees no GPU; use device=auto or cpu.")
+    return device
