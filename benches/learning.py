@@ -4,7 +4,7 @@
                                          [--preset cpu] [--set KEY=VALUE ...] [--out benches/out/learning]
 
 Every recipe runs through the real harness (``recbench run --task learnability --method R
---set preset=cpu``), as its own process whose tree's resident memory is sampled every second (the peak), and so
+--set preset=cpu``), as its own process whose tree's memory (PSS) is sampled every second (the peak), and so
 does its untrained start (``zero_shot`` with the same model and answer format). Printed per
 recipe: held-out accuracy (200 test users) before and after with 95% bootstrap intervals, the
 gain, training wall time, the process's peak memory, and the path of a PNG of the training curve
@@ -35,24 +35,26 @@ def answer_format(recipe: str) -> str:
     return load_registry().methods.get(recipe).Config().output
 
 
-def tree_rss_gb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants (the method's worker is a grandchild), in GB."""
+def tree_memory_gb(pid: int) -> float:
+    """Proportional set size (PSS) of ``pid`` and all its descendants (the method's worker is a grandchild), in
+    GB: pages shared between them (the fork server's and the worker's libraries) count once, not per process."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
-        child = int(stat.parent.name)
-        children.setdefault(int(fields[1]), []).append(child)
-        rss[child] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    total, todo = 0, [pid]
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    total_kb, todo = 0, [pid]
     while todo:
         current = todo.pop()
-        total += rss.get(current, 0)
         todo += children.get(current, [])
-    return total / 2**30
+        try:
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+        except OSError:  # gone, or not ours to read
+            continue
+        total_kb += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+    return total_kb / 2**20
 
 
 def run(method: str, settings: list[str], log: Path) -> tuple[dict, float, float]:
@@ -64,7 +66,7 @@ def run(method: str, settings: list[str], log: Path) -> tuple[dict, float, float
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                    env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
         while process.poll() is None:  # sampled: the worker is the fork server's child, outside getrusage
-            peak = max(peak, tree_rss_gb(process.pid))
+            peak = max(peak, tree_memory_gb(process.pid))
             time.sleep(1.0)
     wall = time.perf_counter() - start
     text = log.read_text()

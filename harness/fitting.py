@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -133,3 +133,39 @@ def sample_triples(rng: np.random.Generator, pairs: np.ndarray, known: np.ndarra
         redo = redo[hit]
         negatives[redo] = rng.integers(0, n_items, len(redo))
     return users, positives, negatives
+
+
+@dataclass(frozen=True)
+class EarlyStopped:
+    """What :func:`train_early_stopped` kept: the model of the best validation NDCG@10 and when it was."""
+
+    model: Any  # what ``snapshot`` returned (anything with ``score(examples)``)
+    best_epoch: int  # epoch of the kept model
+    validation_ndcg: float | None  # NDCG@10 of the kept model; None for a fixed-length run
+    epochs_run: int
+
+
+def train_early_stopped(
+    run_epoch: Callable[[int], None], snapshot: Callable[[], Any], valid: tuple[ExampleSet, Targets] | None, *,
+    max_epochs: int, eval_every: int = 1, patience: int,
+) -> EarlyStopped:
+    """Run ``run_epoch(epoch)`` for epochs 1..``max_epochs``. With ``valid``, every ``eval_every`` epochs (and
+    at the last) rank the validation examples with ``snapshot()``'s model, keep the best, and stop after
+    ``patience`` checks without a gain; without, train every epoch and keep the last model."""
+    best: EarlyStopped | None = None
+    stale, epoch = 0, 0
+    for epoch in range(1, max_epochs + 1):
+        run_epoch(epoch)
+        if valid is None or (epoch % eval_every and epoch != max_epochs):
+            continue
+        current = snapshot()
+        ndcg = validation_ndcg(current.score, *valid)
+        if best is None or ndcg > best.validation_ndcg:
+            best, stale = EarlyStopped(current, epoch, ndcg, epoch), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    if best is None:
+        return EarlyStopped(snapshot(), epoch, None, epoch)
+    return replace(best, epochs_run=epoch)

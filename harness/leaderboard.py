@@ -22,9 +22,9 @@ from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
 from recbench.leaderboard_sections import (
     INCOMPLETE, ceiling_values, comparison_plot, curves_plot, details_section, flag_legend, latency_section, option_plots,
-    paired_cell, paired_section, paired_tests, per_example, row_flags, seed_section,
+    metric_values, paired_cell, paired_section, paired_tests, row_flags, seed_section,
 )
-from recbench.results import ResultStore, atomic_write_text, examples_problem, read_examples
+from recbench.results import ResultStore, atomic_write_text, examples_file_of, examples_problem, read_examples
 
 CEILING_METHODS = frozenset({"oracle"})
 _HEX = re.compile(r"[0-9a-f]{16,}")
@@ -104,16 +104,20 @@ def render_leaderboard(
     groups_list = list(groups.values())
     if len(groups_list) > 1:
         notes.append(_protocol_note(groups_list))
-    examples: dict[tuple[str, str], dict[str, float]] = {}
+    rows_by_run: dict[str, list[dict[str, Any]]] = {}
+    values: dict[tuple[str, str], dict[str, float]] = {}
+
+    def rows_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """A run's per-example rows, read once per render (none for a run whose file cannot back it)."""
+        if doc["run_id"] not in rows_by_run:
+            path = examples_file_of(store.path(task, doc["method"]["name"], doc["run_id"]), doc)
+            rows_by_run[doc["run_id"]] = read_examples(path) if not doc.get(INCOMPLETE) and path.is_file() else []
+        return rows_by_run[doc["run_id"]]
 
     def examples_of(doc: dict[str, Any], metric: str) -> dict[str, float]:
-        key = (doc["run_id"], metric)
-        if doc.get(INCOMPLETE):
-            return {}
-        if key not in examples:
-            folder = store.path(task, doc["method"]["name"], doc["run_id"]).parent
-            examples[key] = per_example(folder / (doc.get("examples_file") or f"{doc['run_id']}.examples.jsonl"), metric)
-        return examples[key]
+        if (doc["run_id"], metric) not in values:
+            values[doc["run_id"], metric] = metric_values(rows_of(doc), metric)
+        return values[doc["run_id"], metric]
 
     if metrics is None and spec_metrics:
         present = {name for doc in docs for name in doc["metrics"]}
@@ -137,7 +141,7 @@ def render_leaderboard(
         relative = newest["task"].get("relative_metrics") or [table.primary_metric]
         for ablation in ablations:
             lines += _ablation_section(ablation, group, table, ablation.metrics or relative)
-            lines += _shown_outputs(ablation, group, table, store) if ablation.show else []
+            lines += _shown_outputs(ablation, group, table, rows_of) if ablation.show else []
             lines += _cases(ablation, group, table) if ablation.cases else []
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 
@@ -385,17 +389,14 @@ def _ablation_section(ablation: Ablation, group: list[dict[str, Any]], table: Le
             tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)]
 
 
-def _shown_outputs(ablation: Ablation, group: list[dict[str, Any]], table: LeaderboardTable, store: ResultStore,
+def _shown_outputs(ablation: Ablation, group: list[dict[str, Any]], table: LeaderboardTable, rows_of: Any,
                   width: int = 600) -> list[str]:
     """The ablation's ``show`` field quoted from each of its runs for the same first test examples that all of them have."""
     labels = dict(zip(table.run_ids, (row[1] for row in table.rows)))
     texts: dict[str, dict[str, str]] = {}
     order = {m: i for i, m in enumerate(ablation.methods)}
     for doc in sorted((d for d in group if d["method"]["name"] in ablation.methods), key=lambda d: order[d["method"]["name"]]):
-        folder = store.path(doc["task"]["name"], doc["method"]["name"], doc["run_id"]).parent
-        path = folder / (doc.get("examples_file") or f"{doc['run_id']}.examples.jsonl")
-        rows = read_examples(path) if path.is_file() else []
-        found = {str(r["key"]): str(r[ablation.show]) for r in rows if r.get(ablation.show) not in (None, "")}
+        found = {str(r["key"]): str(r[ablation.show]) for r in rows_of(doc) if r.get(ablation.show) not in (None, "")}
         if found:
             texts[labels.get(doc["run_id"], doc["method"]["name"])] = found
     if not texts:

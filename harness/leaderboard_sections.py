@@ -19,7 +19,6 @@ from tabulate import tabulate
 
 from recbench.hashing import stable_hash
 from recbench.metrics import parse_metric_name
-from recbench.results import read_examples
 from recbench.stats import PairedDifference, holm, mean_sd, paired_difference
 
 BOUNDED = frozenset({"hr", "ndcg", "recall", "precision", "mrr", "accuracy"})  # families whose maximum is 1
@@ -73,12 +72,10 @@ def ceiling_values(ceiling_docs: list[dict[str, Any]]) -> dict[str, float]:
     return values
 
 
-def per_example(path: Path, metric: str) -> dict[str, float]:
-    """``key -> value`` of one metric from a per-example file (``.jsonl.gz``, or ``.jsonl`` from older runs)."""
-    if not path.is_file():
-        return {}
+def metric_values(rows: list[dict[str, Any]], metric: str) -> dict[str, float]:
+    """``key -> value`` of one metric over a run's per-example rows."""
     values = {}
-    for row in read_examples(path):
+    for row in rows:
         value = (row.get("metrics") or {}).get(metric)
         if value is not None:
             values[str(row["key"])] = float(value)
@@ -231,13 +228,9 @@ def option_plots(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
     path = out_dir / "plots" / f"{runs[0][0]['task']['name']}-by-option-{stable_hash(sorted(d['run_id'] for d, _ in runs), 12)}.png"
     if path.is_file():
         return path
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     columns = 2 if len(runs) > 1 else 1
     lines = -(-len(runs) // columns)
-    figure = Figure(figsize=(6 * columns, 2.6 * lines), dpi=90)  # the object API: no pyplot state, no global backend
-    FigureCanvasAgg(figure)
+    figure = _figure(6 * columns, 2.6 * lines, dpi=90)
     for number, (doc, rows) in enumerate(runs, 1):
         axes = figure.add_subplot(lines, columns, number)
         x = [r["option"] for r in rows]
@@ -251,10 +244,7 @@ def option_plots(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
             axes.legend(loc="upper right", fontsize=7)
     figure.supxlabel("ground-truth option number", fontsize=8)
     figure.supylabel("accuracy", fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return _save(figure, path)
 
 
 def comparison_plot(task: str, fingerprint: str, metric: str, points: list[tuple[str, float, float, float]],
@@ -266,11 +256,7 @@ def comparison_plot(task: str, fingerprint: str, metric: str, points: list[tuple
     path = out_dir / "plots" / f"{task}-{fingerprint[:12]}-{stable_hash([metric, points], 10)}.png"
     if path.is_file():
         return path
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 0.9 + 0.28 * len(points)), dpi=90)
-    FigureCanvasAgg(figure)
+    figure = _figure(7, 0.9 + 0.28 * len(points), dpi=90)
     axes = figure.add_subplot()
     y = list(range(len(points)))[::-1]  # the first row on top
     values = [p[1] for p in points]
@@ -280,10 +266,7 @@ def comparison_plot(task: str, fingerprint: str, metric: str, points: list[tuple
     axes.set_xlabel(f"{metric} (95% bootstrap interval)", fontsize=8)
     axes.tick_params(axis="x", labelsize=7)
     axes.grid(axis="x", alpha=0.3)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return _save(figure, path)
 
 
 def curves_plot(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
@@ -295,14 +278,10 @@ def curves_plot(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
     path = out_dir / "plots" / f"{runs[0][0]['task']['name']}-curves-{stable_hash(sorted(d['run_id'] for d, _ in runs), 12)}.png"
     if path.is_file():
         return path
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     keys = [k for k in ("loss", "reward") if any(k in point for _, curve in runs for point in curve)]
     if not keys:
         return None
-    figure = Figure(figsize=(5 * len(keys), 3.4), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = _figure(5 * len(keys), 3.4, dpi=100)
     for i, key in enumerate(keys, 1):
         axes = figure.add_subplot(1, len(keys), i)
         for doc, curve in runs:
@@ -312,6 +291,20 @@ def curves_plot(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
         axes.set_xlabel("optimizer step")
         axes.set_title(f"training {key} per step", fontsize=10)
         axes.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def _figure(width: float, height: float, dpi: int) -> Any:
+    """A matplotlib figure drawn through the object API: no pyplot state, no global backend switch."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: Path) -> Path:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

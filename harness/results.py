@@ -161,6 +161,12 @@ def examples_path(result_path: Path) -> Path:
     return plain if plain.is_file() and not compressed.is_file() else compressed
 
 
+def examples_file_of(result_path: Path, document: dict[str, Any]) -> Path:
+    """The per-example file a results document names (older documents name none: :func:`examples_path`)."""
+    name = document.get("examples_file")
+    return result_path.parent / name if name else examples_path(result_path)
+
+
 def read_examples(path: Path) -> list[dict[str, Any]]:
     """The rows of a per-example file, compressed or not."""
     data = Path(path).read_bytes()
@@ -205,7 +211,7 @@ class ResultStore:
 def examples_problem(path: Path, document: dict[str, Any]) -> str | None:
     """Why the per-example file beside the results file ``path`` cannot back its numbers (missing,
     changed since the run wrote it, or holding another number of rows), or None when it can."""
-    examples = path.parent / (document.get("examples_file") or f"{document.get('run_id')}.examples.jsonl")
+    examples = examples_file_of(path, document)
     if not examples.is_file():
         return f"its per-example file {examples.name} is missing"
     expected = document.get("examples_sha256")

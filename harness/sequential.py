@@ -62,8 +62,6 @@ class EncoderConfig(Protocol):
     device: str
 
 
-
-
 @dataclass(frozen=True)
 class SequenceBatches:
     """Users' token sequences (oldest first) in CSR layout; :meth:`batch` pads a subset on the right."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,7 @@ def distill(
                              forced_prefix=REASON_PREFIX, stop=(PREDICTION, PARAGRAPH))
     keys = [answer_key(teacher.fingerprint, p, a, max_new_tokens, seed) for p, a in zip(prompts, answers)]
     first = {key: i for i, key in reversed(list(enumerate(keys)))}  # identical examples are asked once
+    copies = Counter(keys)
     todo = sorted(i for key, i in first.items() if key not in log)
     with progress.stage(stage, len(prompts), "ex"):
         progress.advance(sum(key in log for key in keys))
@@ -132,7 +134,7 @@ def distill(
                     with progress.hidden():
                         text = teacher.generate([prompts[i].messages], predict)[0][0].text
                 log.add(keys[i], reason, text)
-                progress.advance(keys.count(keys[i]))
+                progress.advance(copies[keys[i]])
     out = []
     for prompt, answer, key in zip(prompts, answers, keys):
         reason, text = log.answers[key]

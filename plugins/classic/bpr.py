@@ -41,6 +41,7 @@ import pandas as pd
 
 from recbench import hookimpl
 from recbench.config import option
+from recbench.devices import torch_threads
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.fitting import VALIDATION_METRIC, grid_settings, sample_triples, validation_ndcg, with_validation_targets
@@ -105,14 +106,8 @@ class BPR(ScoringMethod):
 
     def fit(self, data: FitData) -> None:
         super().fit(data)
-        import torch
-
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.cpu_threads)
-        try:
+        with torch_threads(self.config.cpu_threads) as torch:
             self._fit(torch, data)
-        finally:
-            torch.set_num_threads(previous_threads)
 
     def _fit(self, torch, data: FitData) -> None:
         settings = grid_settings(self.config, TUNED)

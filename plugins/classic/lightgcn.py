@@ -40,8 +40,8 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
-from recbench.fitting import sample_triples, validation_ndcg, with_validation_targets
-from recbench.devices import resolve_device
+from recbench.fitting import EarlyStopped, sample_triples, train_early_stopped, with_validation_targets
+from recbench.devices import resolve_device, torch_threads
 from recbench.graph import graph_product, normalized_adjacency, propagate, user_vectors
 from recbench.method import ScoringMethod
 
@@ -89,14 +89,6 @@ class Embeddings:
         return vectors @ self.items.T
 
 
-@dataclass(frozen=True)
-class TrainedRun:
-    embeddings: Embeddings
-    best_epoch: int  # epoch of the kept weights
-    validation_ndcg: float | None  # NDCG@10 of the kept weights; None for a fixed-length run
-    epochs_run: int
-
-
 class LightGCN(ScoringMethod):
     name = "lightgcn"
     description = "LightGCN: BPR-trained embeddings averaged over K layers of normalized user-item graph propagation"
@@ -104,15 +96,9 @@ class LightGCN(ScoringMethod):
 
     def fit(self, data: FitData) -> None:
         super().fit(data)
-        import torch
-
         self._device = resolve_device(self.config.device, self.name)
-        previous_threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.cpu_threads)
-        try:
+        with torch_threads(self.config.cpu_threads) as torch:
             self._fit(torch, data)
-        finally:
-            torch.set_num_threads(previous_threads)
 
     def _fit(self, torch, data: FitData) -> None:
         values = list(dict.fromkeys(self.config.l2))
@@ -132,7 +118,7 @@ class LightGCN(ScoringMethod):
         if self.config.refit_with_validation:
             fixed = replace(self.config, max_epochs=final.best_epoch)
             final = train(with_validation_targets(data), config=fixed, l2=self._l2, valid=None)
-        self._embeddings = final.embeddings
+        self._embeddings = final.model
 
     def score(self, examples: ExampleSet) -> np.ndarray:
         return self._embeddings.score(examples)
@@ -159,7 +145,7 @@ class LightGCN(ScoringMethod):
 def train_lightgcn(
     torch, train: pd.DataFrame, n_users: int, n_items: int, config: LightGCNConfig, l2: float, seed: int, device,
     valid: tuple[ExampleSet, Targets] | None,
-) -> TrainedRun:
+) -> EarlyStopped:
     """Train one ``l2``: with ``valid``, keep the weights of the best validation NDCG@10 and stop after
     ``patience`` checks without a gain; without, train exactly ``max_epochs`` and keep the last."""
     pairs = train[["user", "item"]].drop_duplicates().to_numpy(np.int64)
@@ -180,9 +166,7 @@ def train_lightgcn(
             out = propagate(graph, embedding, config.layers).cpu().numpy()
         return Embeddings(out[:n_users].copy(), out[n_users:].copy(), cold)
 
-    best: TrainedRun | None = None
-    stale, epoch = 0, 0
-    for epoch in range(1, config.max_epochs + 1):
+    def run_epoch(epoch: int) -> None:
         users, positives, negatives = sample_triples(rng, pairs, known, n_items)
         for start in range(0, len(users), config.batch_size):
             u, i, j = (
@@ -196,19 +180,9 @@ def train_lightgcn(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        if valid is None or (epoch % config.eval_every and epoch != config.max_epochs):
-            continue
-        current = snapshot()
-        ndcg = validation_ndcg(current.score, *valid)
-        if best is None or ndcg > best.validation_ndcg:
-            best, stale = TrainedRun(current, epoch, ndcg, epoch), 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best is None:
-        return TrainedRun(snapshot(), epoch, None, epoch)
-    return replace(best, epochs_run=epoch)
+
+    return train_early_stopped(run_epoch, snapshot, valid, max_epochs=config.max_epochs,
+                               eval_every=config.eval_every, patience=config.patience)
 
 
 def _rounded(value: float | None) -> float | None:

@@ -37,8 +37,8 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
-from recbench.fitting import validation_ndcg, with_validation_targets
-from recbench.devices import resolve_device
+from recbench.fitting import EarlyStopped, train_early_stopped, with_validation_targets
+from recbench.devices import resolve_device, torch_threads
 from recbench.graph import graph_product, normalized_adjacency, propagate, user_vectors
 from recbench.method import ScoringMethod
 
@@ -111,14 +111,6 @@ class Embeddings:
         return 2.0 * vectors @ self.items.T - (self.items**2).sum(axis=1)
 
 
-@dataclass(frozen=True)
-class TrainedRun:
-    embeddings: Embeddings
-    best_epoch: int
-    validation_ndcg: float | None
-    epochs_run: int
-
-
 class MCL(ScoringMethod):
     name = "mcl"
     description = "LightGCN trained with the Mixed-Centric Loss (Gao et al., WWW 2022): distance scores, mined hard pairs"
@@ -126,12 +118,8 @@ class MCL(ScoringMethod):
 
     def fit(self, data: FitData) -> None:
         super().fit(data)
-        import torch
-
         self._device = resolve_device(self.config.device, self.name)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.config.cpu_threads)
-        try:
+        with torch_threads(self.config.cpu_threads) as torch:
             train = partial(train_mcl, torch, n_users=data.catalog.n_users, n_items=data.catalog.n_items,
                             seed=self.seed, device=self._device)
             valid = (data.valid, data.valid_targets) if len(data.valid) else None
@@ -140,9 +128,7 @@ class MCL(ScoringMethod):
             if self.config.refit_with_validation and valid is not None:
                 fixed = replace(self.config, max_epochs=final.best_epoch)
                 final = train(with_validation_targets(data), config=fixed, valid=None)
-            self._embeddings = final.embeddings
-        finally:
-            torch.set_num_threads(previous)
+            self._embeddings = final.model
 
     def score(self, examples: ExampleSet) -> np.ndarray:
         return self._embeddings.score(examples)
@@ -154,7 +140,7 @@ class MCL(ScoringMethod):
 
 
 def train_mcl(torch, train: pd.DataFrame, n_users: int, n_items: int, config: MCLConfig, seed: int, device,
-              valid: tuple[ExampleSet, Targets] | None) -> TrainedRun:
+              valid: tuple[ExampleSet, Targets] | None) -> EarlyStopped:
     """Train with ``valid``: keep the best validation NDCG@10, stop after ``patience`` checks without a
     gain; without: exactly ``max_epochs``."""
     pairs = train[["user", "item"]].drop_duplicates().sort_values(["user", "item"]).to_numpy(np.int64)
@@ -176,9 +162,7 @@ def train_mcl(torch, train: pd.DataFrame, n_users: int, n_items: int, config: MC
             out = propagate(graph, embedding, config.layers, combine="sum").cpu().numpy()
         return Embeddings(out[:n_users].copy(), out[n_users:].copy(), degree == 0)
 
-    best: TrainedRun | None = None
-    stale, epoch = 0, 0
-    for epoch in range(1, config.max_epochs + 1):
+    def run_epoch(epoch: int) -> None:
         order = rng.permutation(trainable)
         for lo in range(0, len(order), config.user_batch):
             users = order[lo : lo + config.user_batch]
@@ -195,19 +179,9 @@ def train_mcl(torch, train: pd.DataFrame, n_users: int, n_items: int, config: MC
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        if valid is None or (epoch % config.eval_every and epoch != config.max_epochs):
-            continue
-        current = snapshot()
-        ndcg = validation_ndcg(current.score, *valid)
-        if best is None or ndcg > best.validation_ndcg:
-            best, stale = TrainedRun(current, epoch, ndcg, epoch), 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    if best is None:
-        return TrainedRun(snapshot(), epoch, None, epoch)
-    return replace(best, epochs_run=epoch)
+
+    return train_early_stopped(run_epoch, snapshot, valid, max_epochs=config.max_epochs,
+                               eval_every=config.eval_every, patience=config.patience)
 
 
 def _negatives(rng: np.random.Generator, users: np.ndarray, known: np.ndarray, n_items: int, k: int) -> np.ndarray:

@@ -115,9 +115,10 @@ class SFTReason(SFT):
         return [*super().data_stages(data, n_train), Stage(f"{self.stage_prefix}teacher generation", n_train, "ex", "fit", cost, basis, key)]
 
     def _teacher(self) -> Any:
+        """The teacher, uncached: its answers are kept once, per example, in the :class:`TeacherLog`."""
         from recbench.llm import models
 
-        return self.cached(models.load_backend(self.config.teacher, batch_size=self.config.batch_size))
+        return models.load_backend(self.config.teacher, batch_size=self.config.batch_size)
 
 
 class FromSFT:
