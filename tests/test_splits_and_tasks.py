@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from recbench.data.catalog import build_catalog, sort_interactions, tie_key
+from recbench.errors import ConfigError
 from recbench.examples import Histories
 from recbench.runner import audit_no_target_leak
 from recbench.splits import global_temporal_split, leave_one_out, user_random_split
@@ -156,6 +157,71 @@ def test_topk_hides_the_future_of_evaluated_users():
     assert set(inputs.attributes.columns) == {"release_cutoff"}
     assert not set(inputs.users) & set(data.fit.valid.users)
     audit_no_target_leak(data.fit, inputs, targets)
+
+
+NAN = float("nan")
+# user a: windows of 4 hold >= 2 liked and >= 2 disliked only before positions 4 and 5 (dislikes at 1, 3, 9, 11);
+# b never dislikes; c would qualify before 4 and 8 if its unrated interactions counted as disliked
+WINDOW_RATINGS = {
+    "a": [5, 1, 5, 1, 5, 5, 5, 5, 5, 1, 5, 1],
+    "b": [5, 4, 3, 5, 4, 3, 5, 4, 3, 5, 4, 3],
+    "c": [5, 5, 1, NAN, NAN, 5, 1, 5, 5],
+}
+
+
+def _topk_on(catalog, **params):
+    from recbench.task import TaskSpec
+    from recbench.tasks.topk import TopKTask
+
+    params = {"k": 2, "min_history": 1, "history_window": 4, "horizon": 2, "user_fractions": (0, 0, 1), **params}
+    spec = TaskSpec(name="hand-topk", version=1, kind="topk", dataset="hand", description="window rule",
+                    metrics=("hr@1",), primary_metric="hr@1", params=params)
+    return TopKTask(spec)
+
+
+def _window_catalog(ratings=WINDOW_RATINGS):
+    rows = [(user, 10 * u + pos, 100 * pos, r) for u, (user, rs) in enumerate(ratings.items()) for pos, r in enumerate(rs)]
+    return _catalog(rows, n_items=40)
+
+
+def test_topk_cutoffs_keep_min_liked_and_disliked_in_the_window_and_skip_users_without_one():
+    catalog = _window_catalog()
+    drawn = set()
+    for seed in range(12):
+        data = _topk_on(catalog, min_liked_disliked=2, split_seed=seed).build(catalog)
+        inputs = data.test_inputs
+        assert inputs.keys.tolist() == ["a"]
+        assert data.stats["window_skipped_test_users"] == data.stats["window_skipped_users"] == 2  # b and c
+        assert data.stats["ineligible_users"] == 0
+        ratings = inputs.histories.ratings
+        assert (ratings >= 3).sum() >= 2 and (ratings < 3).sum() >= 2
+        cutoff = int(inputs.as_of[0]) // 100
+        drawn.add(cutoff)
+        # the skipped users' interactions all stay in training; of a's only those before the cutoff
+        assert len(data.fit.train) == len(WINDOW_RATINGS["b"]) + len(WINDOW_RATINGS["c"]) + cutoff
+    assert drawn == {4, 5}  # only the valid cutoffs, and both of them
+
+
+def test_topk_without_the_window_rule_draws_the_cutoffs_of_earlier_versions():
+    catalog = _window_catalog()
+    lengths = np.array([len(r) for r in WINDOW_RATINGS.values()])
+    for seed in range(5):
+        data = _topk_on(catalog, min_liked_disliked=0, split_seed=seed).build(catalog)
+        rng = np.random.default_rng(seed + 1)  # the earlier draw: the (empty) validation group, then test
+        rng.integers(1, np.array([], dtype=np.int64))
+        expected = rng.integers(1, lengths)
+        assert data.test_inputs.keys.tolist() == ["a", "b", "c"]
+        assert (data.test_inputs.as_of // 100).tolist() == expected.tolist()
+        assert data.stats["window_skipped_users"] == 0
+
+
+def test_topk_window_rule_needs_ratings():
+    catalog = _window_catalog({user: [NAN] * len(r) for user, r in WINDOW_RATINGS.items()})
+    task = _topk_on(catalog)  # the default rule: 5 liked and 5 disliked
+    for check in (task.build, task.protocol):
+        with pytest.raises(ConfigError, match=r"has none.*--set task.min_liked_disliked=0"):
+            check(catalog)
+    assert len(_topk_on(catalog, min_liked_disliked=0).build(catalog).test_inputs) == 3
 
 
 def test_protocol_fingerprint_changes_with_params_and_seed():
