@@ -512,16 +512,20 @@ def cmd_data_add_artwork_logs(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from recbench.leaderboard import render_leaderboard
     from recbench.manager import get_plugin_manager, load_registry
+    from recbench.param_sweeps import default_protocol
     from recbench.results import ResultStore, atomic_write_text
 
     registry = load_registry(get_plugin_manager())
-    ablations = registry.tasks.get(args.task).ablations if args.task in registry.tasks else ()
     if args.reference:
         _check_reference(args.reference, args.task, registry, ResultStore(args.results_dir))
-    spec_metrics = registry.tasks.get(args.task).metrics if args.task in registry.tasks else None
+    spec_views = {}  # the task spec's views of the results; a task with results but no spec has none
+    if args.task in registry.tasks:
+        spec = registry.tasks.get(args.task)
+        spec_views = dict(ablations=spec.ablations, spec_metrics=spec.metrics, param_sweeps=spec.param_sweeps,
+                          defaults=default_protocol(spec, registry.task_kinds.get(spec.kind)))
     board = render_leaderboard(args.task, ResultStore(args.results_dir), reference=args.reference,
                                metrics=args.metrics.split(",") if args.metrics else None, out_dir=Path(args.out),
-                               ablations=ablations, spec_metrics=spec_metrics)
+                               **spec_views)
     path = Path(args.out) / f"{args.task}.md"
     atomic_write_text(path, board.markdown)
     for note in board.notes:

@@ -20,6 +20,7 @@ from tabulate import tabulate
 from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
+from recbench.param_sweeps import ParamSweep, sweep_section
 from recbench.leaderboard_sections import (
     INCOMPLETE, ceiling_values, comparison_plot, curves_plot, details_section, flag_legend, latency_section, option_plots,
     metric_values, paired_cell, paired_section, paired_tests, row_flags, seed_section,
@@ -78,6 +79,8 @@ def render_leaderboard(
     out_dir: Path | None = None,
     ablations: Sequence[Ablation] = (),
     spec_metrics: Sequence[str] | None = None,
+    param_sweeps: Sequence[ParamSweep] = (),
+    defaults: dict[str, Any] | None = None,
 ) -> Leaderboard:
     """Render the leaderboard of ``task`` from the results in ``store``.
 
@@ -87,7 +90,9 @@ def render_leaderboard(
     folder the page will be written to: plot links are made relative to it (default: relative to
     the results folder). ``ablations`` (the task spec's) add tables under each protocol's ranking.
     ``spec_metrics`` (the task spec's metric list) hides metrics older results hold but the task no
-    longer reports (the artwork task's SNIPS).
+    longer reports (the artwork task's SNIPS). ``param_sweeps`` (the task spec's) add a figure each of a
+    metric against one task parameter, across the protocols that differ from ``defaults`` (the task's
+    default protocol keys, :func:`recbench.param_sweeps.default_protocol`) in that parameter alone.
     """
     notes: list[str] = []
     docs = _load(task, store, notes)
@@ -143,6 +148,11 @@ def render_leaderboard(
             lines += _ablation_section(ablation, group, table, ablation.metrics or relative)
             lines += _shown_outputs(ablation, group, table, rows_of) if ablation.show else []
             lines += _cases(ablation, group, table) if ablation.cases else []
+    if param_sweeps and defaults is None:
+        raise ValueError("param_sweeps need the task's default protocol keys (defaults=default_protocol(spec, kind))")
+    for sweep in param_sweeps:
+        lines += sweep_section(sweep, docs, defaults, task, newest.get("primary_metric") or newest["task"]["primary_metric"],
+                               out_dir)
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 
 

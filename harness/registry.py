@@ -6,6 +6,7 @@ duplicate names both plugins), and an unknown name answered with close matches a
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Callable, Iterable
@@ -102,7 +103,7 @@ class Registry:
         self.executors: Section[Any] = Section("executor", _check_class("executor", "recbench.executors:Executor"))
 
     def check_tasks(self) -> None:
-        """Every task spec must name a registered kind and dataset."""
+        """Every task spec must name a registered kind and dataset, and sweep only its kind's parameters."""
         for name, spec in self.tasks.entries.items():
             if spec.kind not in self.task_kinds:
                 raise RegistrationError(
@@ -114,6 +115,13 @@ class Registry:
                     f"task {name!r} (from {self.tasks.sources[name]!r}) uses dataset {spec.dataset!r}, which is "
                     f"not registered. Known datasets: {', '.join(self.datasets.names())}."
                 )
+            params = [f.name for f in dataclasses.fields(self.task_kinds.get(spec.kind).Params)]
+            for sweep in spec.param_sweeps:
+                if sweep.param not in params:
+                    raise RegistrationError(
+                        f"task {name!r} (from {self.tasks.sources[name]!r}): param sweep {sweep.title!r} sweeps "
+                        f"{sweep.param!r}, which is not a parameter of task kind {spec.kind!r}; set param to one of {params}."
+                    )
 
     def tasks_supported_by(self, method: Any) -> list[str]:
         """Names of the registered tasks whose candidate contract ``method`` answers."""

@@ -32,6 +32,7 @@ from recbench.data.catalog import TIE_RULE, Catalog
 from recbench.errors import ConfigError, RegistrationError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.hashing import stable_hash
+from recbench.param_sweeps import ParamSweep
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class TaskSpec:
     reference: str | None = None  # default reference row of the leaderboard's relative column
     relative_metrics: tuple[str, ...] = ()  # metrics with a Δ% column (default: the primary metric)
     ablations: tuple[Ablation, ...] = ()  # extra leaderboard views on the same results (recbench.ablations)
+    param_sweeps: tuple[ParamSweep, ...] = ()  # leaderboard figures of a metric against a task parameter (recbench.param_sweeps)
     path: str | None = None
 
     @classmethod
@@ -78,6 +80,10 @@ class TaskSpec:
         stray = sorted({m for a in ablations for m in a.metrics} - set(raw["metrics"]))
         if stray:
             raise RegistrationError(f"{where}: ablation metrics {stray} are not in metrics {raw['metrics']}.")
+        sweeps = tuple(ParamSweep.from_dict(s, where) for s in raw.get("param_sweeps", ()))
+        stray = sorted({s.metric for s in sweeps if s.metric} - set(raw["metrics"]))
+        if stray:
+            raise RegistrationError(f"{where}: param_sweeps metrics {stray} are not in metrics {raw['metrics']}.")
         return cls(
             name=raw["name"],
             version=int(raw["version"]),
@@ -91,6 +97,7 @@ class TaskSpec:
             reference=raw.get("reference"),
             relative_metrics=tuple(raw.get("relative_metrics", ())),
             ablations=ablations,
+            param_sweeps=sweeps,
             path=path,
         )
 

@@ -446,3 +446,109 @@ def test_every_row_shows_its_inference_time_per_example(store):
         {"row": "llm", "ms / example": "2,500", "batch": "8", "examples": "100", "hardware": "CPU, 2 cores"},
         {"row": "pop", "ms / example": "2.5", "batch": "-", "examples": "100", "hardware": "GPU NVIDIA H200"},
     ]
+
+
+# --- parameter sweeps (recbench.param_sweeps) ------------------------------------------------------
+
+SWEEP_DEFAULTS = {"task_version": 1, "dataset": "toy", "params": {"k": 10, "train_fraction": 1.0}}
+
+
+def _sweep_doc(method, ndcg, fraction, seed=0, created="2025-01-02T00:00:00+00:00", hr=None, **changes):
+    """A run at ``train_fraction=fraction``; the split description follows the parameter, as a task kind's does."""
+    proto = protocol(params__train_fraction=fraction, split__train_fraction=f"{fraction} of training kept", **changes)
+    doc = make_doc(method, ndcg, hr=hr, proto=proto, seed=seed, created=created)
+    if fraction != 1.0:
+        doc["command"] = f"recbench run --task {TASK} --method {method} --set task.train_fraction={fraction} --seed {seed}"
+    return doc
+
+
+def _sweep(**extra):
+    from recbench.param_sweeps import ParamSweep
+
+    return ParamSweep.from_dict({"title": "training-data ratio", "param": "train_fraction", "methods": ["emb_cl", "sasrec"],
+                                 "values": [0.2, 0.5, 0.8], **extra}, "spec")
+
+
+def test_a_param_sweep_plots_the_runs_that_differ_from_the_default_protocol_in_that_parameter_alone(store, tmp_path):
+    from recbench.param_sweeps import sweep_points
+
+    add(store,
+        _sweep_doc("emb_cl", 0.30, 1.0), _sweep_doc("sasrec", 0.40, 1.0),  # the default runs: the points at 1.0
+        _sweep_doc("emb_cl", 0.20, 0.5, seed=0),
+        _sweep_doc("emb_cl", 0.22, 0.5, seed=1, created="2025-01-03T00:00:00+00:00"),  # two seeds: their mean
+        _sweep_doc("sasrec", 0.25, 0.5),
+        _sweep_doc("sasrec", 0.90, 0.2, params__k=5),  # another parameter differs too: not a point
+        _sweep_doc("emb_cl", 0.90, 0.2, dataset="other"),  # another dataset: not a point
+        _sweep_doc("emb_cl", 0.90, 0.2, tie_seed=3),  # another tie order: not a point
+        _sweep_doc("pop", 0.10, 0.5))  # not a method of the sweep
+    docs = [doc for _, doc in store.iter_results(TASK)]
+    points, left_out = sweep_points(_sweep(), docs, SWEEP_DEFAULTS, "ndcg@10")
+    assert [(p.method, p.value, round(p.mean, 6), len(p.runs)) for p in points] == [
+        ("emb_cl", 0.5, 0.21, 2), ("emb_cl", 1.0, 0.3, 1), ("sasrec", 0.5, 0.25, 1), ("sasrec", 1.0, 0.4, 1)]
+    assert left_out == 0
+
+    out = tmp_path / "boards"
+    markdown = render_leaderboard(TASK, store, out_dir=out, param_sweeps=(_sweep(),), defaults=SWEEP_DEFAULTS).markdown
+    section = markdown[markdown.index("## Parameter sweep: training-data ratio"):]
+    (plot,) = [line for line in section.splitlines() if line.startswith("![ndcg@10 against train_fraction](")]
+    assert (out / plot.split("](")[1].rstrip(")")).read_bytes()[:4] == b"\x89PNG"
+    (rows,) = table_rows(section, first=("method",))
+    assert [(r["method"], r["train_fraction"], r["ndcg@10"], r["seeds"]) for r in rows] == [
+        ("emb_cl", "0.5", "0.2100", "0, 1"), ("emb_cl", "1.0 (default)", "0.3000", "0"),
+        ("sasrec", "0.5", "0.2500", "0"), ("sasrec", "1.0 (default)", "0.4000", "0")]
+    assert rows[0]["command"] == f"`recbench run --task {TASK} --method emb_cl --set task.train_fraction=0.5 --seed 1`"  # newest
+    assert rows[1]["command"] == f"`recbench run --task {TASK} --method emb_cl --seed 0`"  # the default run's own
+    # proposed values without a run get a command each; 0.5 has its runs, so it is not proposed
+    assert f"- `recbench run --task {TASK} --method emb_cl,sasrec --set task.train_fraction=0.2`" in section
+    assert "task.train_fraction=0.5`" not in section and "train_fraction=0.8`" in section
+
+
+def test_a_param_sweep_without_runs_off_the_default_says_so_and_gives_the_commands(store, tmp_path):
+    add(store, _sweep_doc("emb_cl", 0.30, 1.0, hr=0.5), _sweep_doc("sasrec", 0.40, 1.0, hr=0.6))
+    out = tmp_path / "boards"
+    markdown = render_leaderboard(TASK, store, out_dir=out, param_sweeps=(_sweep(metric="hr@10"),),
+                                  defaults=SWEEP_DEFAULTS).markdown
+    section = markdown[markdown.index("## Parameter sweep"):]
+    assert "No run differs from the default protocol in `train_fraction` alone yet, so there is no curve." in section
+    assert "against train_fraction](" not in section and not list((out / "plots").glob("*-sweep-*"))  # no curve, no plot
+    (rows,) = table_rows(section, first=("method",))  # the default points, in the sweep's metric
+    assert [(r["method"], r["train_fraction"], r["hr@10"]) for r in rows] == [
+        ("emb_cl", "1.0 (default)", "0.5000"), ("sasrec", "1.0 (default)", "0.6000")]
+    assert [line for line in section.splitlines() if line.startswith("- `")] == [
+        f"- `recbench run --task {TASK} --method emb_cl,sasrec --set task.train_fraction={v}`" for v in (0.2, 0.5, 0.8)]
+
+
+def test_param_sweep_specs_are_checked_where_they_are_read():
+    from recbench.errors import RegistrationError
+    from recbench.param_sweeps import ParamSweep
+    from recbench.registry import Registry
+    from recbench.task import TaskSpec
+
+    with pytest.raises(RegistrationError, match=r"param_sweeps keys \['parameter'\] are not known; valid keys: .*'param'"):
+        ParamSweep.from_dict({"title": "t", "parameter": "k", "methods": ["a"]}, "spec")
+    with pytest.raises(RegistrationError, match="needs a title, a param and a non-empty methods list"):
+        ParamSweep.from_dict({"title": "t", "param": "k", "methods": []}, "spec")
+    base = {"name": TASK, "version": 1, "kind": "fullrank", "dataset": "ml-100k", "metrics": ["ndcg@10"],
+            "primary_metric": "ndcg@10"}
+    with pytest.raises(RegistrationError, match=r"param_sweeps metrics \['hr@5'\] are not in metrics"):
+        TaskSpec.from_dict({**base, "param_sweeps": [{"title": "t", "param": "k", "methods": ["a"], "metric": "hr@5"}]})
+    from recbench.manager import load_registry
+
+    loaded = load_registry()
+    registry = Registry()
+    registry.task_kinds, registry.datasets = loaded.task_kinds, loaded.datasets
+    registry.tasks.add(TaskSpec.from_dict({**base, "param_sweeps": [{"title": "t", "param": "train_frac", "methods": ["a"]}]}),
+                       "test")
+    with pytest.raises(RegistrationError, match=r"sweeps 'train_frac', which is not a parameter of task kind 'fullrank'; "
+                                                r"set param to one of \["):
+        registry.check_tasks()
+
+
+def test_every_task_specs_param_sweeps_name_registered_methods():
+    from recbench.manager import load_registry
+
+    registry = load_registry()
+    sweeps = [(name, s) for name, spec in registry.tasks.entries.items() for s in spec.param_sweeps]
+    assert ("session", "train_fraction") in [(name, s.param) for name, s in sweeps]
+    for name, sweep in sweeps:
+        assert set(sweep.methods) <= set(registry.methods.names()), (name, sweep.title)
