@@ -101,3 +101,73 @@ def test_profiles_that_reach_the_length_limit_are_truncated_and_counted(tiny_st)
     # a random model rarely emits its end token within 3 tokens: each such profile is counted
     assert method.counts["profiles_truncated"] >= 3
     assert method.describe()["profile_counts"]["profiles_truncated"] == method.counts["profiles_truncated"]
+
+
+def _tiny_lora_policy(seed=0):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recbench.llm.models import resolve_model
+
+    folder = resolve_model("tiny-random-llama").path
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    lora = LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, lora), AutoTokenizer.from_pretrained(folder)
+
+
+def test_rlso_under_a_one_process_accelerator_matches_the_in_process_loop():
+    """The accelerate path (prepare, accelerator.backward, gathered whitening) changes no number on one CPU process."""
+    import torch
+    from accelerate import Accelerator
+
+    from recbench.llm.trainers.rlso import RLSOConfig, RLSOTrainer
+
+    config = RLSOConfig(eta=1.0, gamma=0.2, whiten=True, epochs=2, minibatch=2, max_new_tokens=6, lr=1e-2)
+
+    def reward(replies, rows):
+        return [len(r) / 10.0 + (row == "b") for r, row in zip(replies, rows)]
+
+    runs = []
+    for accelerator in (None, Accelerator(cpu=True)):
+        model, tok = _tiny_lora_policy()
+        before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        trainer = RLSOTrainer(model, tok, config, reward_fn=reward, seed=3, accelerator=accelerator)
+        records = [trainer.step(["hello", "world!", "abc"], ["a", "b", "c"]) for _ in range(2)]
+        update = {n: p.detach() - before[n] for n, p in model.named_parameters() if p.requires_grad}
+        runs.append((records, update))
+    (local, local_update), (accelerated, accelerated_update) = runs
+    assert accelerated == local  # every loss, reward and length of both batches
+    assert local[0]["first_loss"] > 0 and any(float(d.abs().max()) > 0 for d in local_update.values())  # it did learn
+    for name, delta in local_update.items():
+        torch.testing.assert_close(accelerated_update[name], delta, rtol=0, atol=0)
+
+
+def test_langptune_rlso_trains_under_accelerate_launch_with_two_cpu_processes(tiny_st):
+    """processes=2: the RLSO batches run as one `rlso` training job under accelerate launch, the reward rebuilt
+    by name in each process; the profile writer then answers from the trained checkpoint."""
+    import json
+
+    from recbench.llm.training import LOG_FILE, checkpoints_dir
+    from recbench.plugins.llm.langptune import LangPTuneRLSO
+    from recbench.testing import tiny_task
+
+    task, data = tiny_task("session", {"max_test_examples": 4})
+    config = LangPTuneRLSO.Config(embedder=tiny_st, model="tiny-random-llama", profile_tokens=6, train_sessions=6,
+                                  iterations=1, rlso_batches=2, rlso_batch_size=2, rlso_epochs=1, lora_rank=2,
+                                  lora_alpha=4, max_seq_length=64, gen_batch_size=4, processes=2)
+    method = LangPTuneRLSO(config)
+    method.fit(data.fit)
+    out = method.predict(data.test_inputs, task.contract())
+    assert out.items.shape == (4, 20) and all(isinstance(e["profile"], str) for e in out.extras)
+    fitted = method.describe()
+    assert fitted["rlso_job"]["processes"] == 2 and not fitted["rlso_job"]["reused"]
+    assert [r["iteration"] for r in fitted["rlso_curve"]] == [0, 0]  # K x T = 2 batches, each over both processes
+    assert all(0.0 <= r["reward"] <= 1.0 for r in fitted["rlso_curve"])
+    (folder,) = [p for p in checkpoints_dir().iterdir() if p.name.startswith("rlso-")]
+    log = json.loads((folder / LOG_FILE).read_text())
+    assert (log["world_size"], log["steps"], log["rows"]) == (2, 2, 6), log
+    assert 0 <= fitted["rlso_replies_truncated"] <= 2 * 2 * 2 * 2  # batches x processes x histories x replies
+    with pytest.raises(ValueError, match="processes must be at least 1"):
+        LangPTuneRLSO.Config(processes=0)

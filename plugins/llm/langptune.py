@@ -10,6 +10,17 @@ embedder ranks the catalog against the profile (the LangPTune paper, Algorithm 1
 - ``langptune``: ``iterations`` (K) rounds of ``steps`` (J) InfoNCE batches, on profiles freshly
   written by the current LLM, then ``rlso_batches`` (T) RLSO batches against the updated embedder.
 
+``langptune_rlso`` with ``processes=N`` (N > 1) trains its K x T RLSO batches as one ``rlso``
+training job under ``accelerate launch`` (:mod:`recbench.llm.training`, one process per GPU, or
+CPU processes), each process taking ``rlso_batch_size`` histories per batch; the reward
+(``profile_retrieval``) is rebuilt by name in every process from the frozen embedder and the item
+matrix saved once; the checkpoint is cached like any recipe's. ``langptune`` stays in this process:
+its RLSO rounds score against an embedder that InfoNCE changes between them and continue one LoRA
+adapter, one optimizer state and one reference policy (the adapter switched off) across the K
+rounds. A job per round would start a fresh adapter and optimizer on the merged previous round, and
+with ``gamma`` > 0 (the paper's 0.2) its KL reference would be that round's start instead of the
+initial policy: another algorithm, not the same one on more devices.
+
 Training pairs are the task's labelled training examples (else windows of the training
 interactions, as ``emb_cl``). Profiles are greedy at evaluation and stop at ``profile_tokens``:
 a profile that reaches the limit is truncated there and counted (``profiles_truncated``). Every
@@ -21,6 +32,7 @@ the appendix's rates, batches, K, J and T (for GPUs).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +72,59 @@ class LangPTuneConfig(EmbConfig):
     lora_rank: int | None = option(None, "LoRA rank of the profile writer")
     lora_alpha: int | None = option(None, "LoRA alpha")
     gen_batch_size: int = option(8, "profiles generated per batch")
+
+
+@dataclass(frozen=True)
+class LangPTuneRLSOConfig(LangPTuneConfig):
+    processes: int = option(1, "RLSO training processes; above 1 trains as one job under `accelerate launch` (one per GPU, "
+                               "or CPU processes), each with rlso_batch_size histories per batch")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.processes < 1:
+            raise ValueError(f"processes must be at least 1, got {self.processes}")
+
+
+def profile_ndcg(queries: np.ndarray, items: np.ndarray, rows: list[dict], k: int) -> np.ndarray:
+    """NDCG of each row's upcoming item in the list its profile vector retrieves, its history masked (the RLSO reward)."""
+    from recbench.llm.embed import ndcg_of_target, rank
+
+    scores = rank(queries, items)
+    for i, row in enumerate(rows):
+        scores[i, row["history"]] = -np.inf
+    return ndcg_of_target(scores, np.array([r["target"] for r in rows]), k or None)
+
+
+def profile_retrieval_reward(embedder: str, items: str, k: int = 0, max_seq_length: int = 256, batch_size: int = 64) -> Any:
+    """The RLSO reward rebuilt by name in a training job: the frozen ``embedder`` encodes each profile,
+    ``items`` is the ``.npy`` item matrix it made; rows are ``{"target": item, "history": [items]}``."""
+    from recbench.llm.embed import Embedder
+
+    model = Embedder(embedder, max_seq_length=max_seq_length, batch_size=batch_size)
+    matrix = np.load(items)
+
+    def reward(replies: list[str], rows: list[dict]) -> np.ndarray:
+        return profile_ndcg(model.encode(list(replies)), matrix, rows, k)
+
+    return reward
+
+
+def saved_matrix(matrix: np.ndarray) -> Path:
+    """``matrix`` as an ``.npy`` file named by its content under ``$RECBENCH_HOME/embeddings`` (a stable
+    training-job option, so the job's checkpoint is found again)."""
+    import hashlib
+    import io
+
+    from recbench.data.store import recbench_home
+    from recbench.results import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(matrix, dtype=np.float32))
+    blob = buffer.getvalue()
+    path = recbench_home() / "embeddings" / f"items-{hashlib.sha256(blob).hexdigest()[:20]}.npy"
+    if not path.is_file():
+        atomic_write_bytes(path, blob)
+    return path
 
 
 def profile_prompt(tokenizer: Any, texts: list[str], history: np.ndarray, ratings: np.ndarray | None) -> str:
@@ -102,6 +167,8 @@ class LangPTune0(ScoringMethod):
         self.counts = {"profiles": 0, "profiles_truncated": 0, "train_profiles": 0, "train_profiles_truncated": 0}
         self.curves: list[dict[str, float]] = []
         self.cl_losses: list[float] = []
+        self.rlso_truncated = 0
+        self.rlso_job: dict[str, Any] | None = None
         if self.train_embedder or self.train_llm:
             self._train(data, c)
         self.items = self.embedder.item_matrix(self.texts)
@@ -134,7 +201,7 @@ class LangPTune0(ScoringMethod):
     # --- training (Algorithm 1) -----------------------------------------------------------------
 
     def _train(self, data: FitData, c: LangPTuneConfig) -> None:
-        from recbench.llm.embed import ndcg_of_target, rank, train_infonce
+        from recbench.llm.embed import train_infonce
         from recbench.llm.trainers.rlso import RLSOConfig, RLSOTrainer
 
         histories, targets = training_pairs(data, c.max_history)
@@ -144,6 +211,9 @@ class LangPTune0(ScoringMethod):
             rows = rows[: c.train_sessions]
         prompts = self.prompts_for([histories[r] for r in rows], [None] * len(rows))
         answer_rows = [{"target": int(targets[r]), "history": histories[r]} for r in rows]
+        if getattr(c, "processes", 1) > 1:  # langptune_rlso only (its config alone has processes): see the module docstring
+            self._rlso_job(prompts, answer_rows, c)
+            return
         if self.train_llm:
             from peft import LoraConfig, get_peft_model
 
@@ -152,11 +222,7 @@ class LangPTune0(ScoringMethod):
             self.llm = get_peft_model(self.llm, lora)
 
             def reward(replies: list[str], rows_: list[dict]) -> np.ndarray:
-                items = self.embedder.item_matrix(self.texts)
-                scores = rank(self.embedder.encode(replies), items)
-                for i, row in enumerate(rows_):
-                    scores[i, row["history"]] = -np.inf
-                return ndcg_of_target(scores, np.array([r["target"] for r in rows_]), c.reward_k or None)
+                return profile_ndcg(self.embedder.encode(replies), self.embedder.item_matrix(self.texts), rows_, c.reward_k)
 
             rl = RLSOConfig(eta=c.eta, gamma=c.gamma, epochs=c.rlso_epochs, minibatch=c.rlso_batch_size,
                             max_new_tokens=c.profile_tokens, lr=c.rlso_lr)
@@ -175,6 +241,45 @@ class LangPTune0(ScoringMethod):
                     cursor += c.rlso_batch_size
                     record = self.rlso.step([prompts[i] for i in take], [answer_rows[i] for i in take])
                     self.curves.append({"iteration": k, **record})
+        if self.train_llm:
+            self.rlso_truncated = self.rlso.truncated
+        self.llm.eval()
+
+    def _rlso_job(self, prompts: list[str], answer_rows: list[dict], c: LangPTuneConfig) -> None:
+        """The K x T RLSO batches as one ``rlso`` training job on ``c.processes`` processes, in the
+        in-process loop's order (batch s of process p: histories from (s * processes + p) * batch size,
+        cycling); the trained adapter merged into the profile writer."""
+        import json
+        import tempfile
+
+        import torch
+
+        from recbench.llm.models import resolve_model
+        from recbench.llm.training import LOG_FILE, TrainJob, load_model, trained_checkpoint
+
+        reward = {"name": "profile_retrieval", "weight": 1.0,
+                  "args": {"embedder": c.embedder, "items": str(saved_matrix(self.embedder.item_matrix(self.texts))),
+                           "k": c.reward_k, "max_seq_length": c.max_seq_length, "batch_size": c.encode_batch_size}}
+        options = {"eta": c.eta, "gamma": c.gamma, "epochs": c.rlso_epochs, "minibatch": c.rlso_batch_size,
+                   "max_new_tokens": c.profile_tokens, "rewards": (reward,), "batches": c.iterations * c.rlso_batches,
+                   "prompts_per_step": c.rlso_batch_size}
+        with tempfile.TemporaryDirectory() as tmp:
+            rows_file = Path(tmp) / "rows.jsonl"
+            rows_file.write_text("".join(json.dumps({"prompt": p, "answer_row": json.dumps(
+                {"target": r["target"], "history": [int(i) for i in r["history"]]})}) + "\n" for p, r in zip(prompts, answer_rows)))
+            job = TrainJob("rlso", str(resolve_model(c.model).path), str(rows_file), lr=c.rlso_lr, seed=self.seed,
+                           lora_rank=c.lora_rank, lora_alpha=c.lora_alpha, lora_dropout=0.0, options=options,
+                           gradient_checkpointing=False)
+            checkpoint = trained_checkpoint(job, processes=c.processes)
+        self.llm, self.tokenizer = load_model(checkpoint.path, torch.float32)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        log = json.loads((checkpoint.path / LOG_FILE).read_text())
+        self.curves = [{"iteration": (h["step"] - 1) // c.rlso_batches, **{k: v for k, v in h.items() if k != "step"}}
+                       for h in log["history"]]
+        self.rlso_truncated = sum(h.get("replies_truncated", 0) for h in log["history"])
+        self.rlso_job = {"processes": c.processes, "checkpoint": checkpoint.path.name, "reused": checkpoint.reused,
+                         "train_seconds": log.get("train_seconds")}
         self.llm.eval()
 
     # --- answering ------------------------------------------------------------------------------
@@ -209,7 +314,9 @@ class LangPTune0(ScoringMethod):
                "item_matrix_builds": self.embedder.item_matrix_builds}
         if self.curves:
             out["rlso_curve"] = [{k: round(v, 5) if isinstance(v, float) else v for k, v in r.items()} for r in self.curves]
-            out["rlso_replies_truncated"] = self.rlso.truncated
+            out["rlso_replies_truncated"] = self.rlso_truncated
+        if self.rlso_job:
+            out["rlso_job"] = self.rlso_job
         if self.cl_losses:
             out["infonce_loss"] = [round(x, 4) for x in self.cl_losses]
         return out
@@ -222,8 +329,12 @@ class LangPTuneCL(LangPTune0):
 
 
 class LangPTuneRLSO(LangPTune0):
+    """Its RLSO runs as a training job under ``accelerate launch`` with ``processes`` above 1 (the embedder
+    is frozen, so the K x T batches are one job); ``langptune`` cannot, see the module docstring."""
+
     name = "langptune_rlso"
     description = "LangPTune-RLSO: the profile writer (LoRA) trained with RLSO on the retrieval NDCG; embedder frozen"
+    Config = LangPTuneRLSOConfig
     train_llm = True
 
 
@@ -238,3 +349,8 @@ class LangPTune(LangPTune0):
 def recbench_register_methods(register):
     for method in (LangPTune0, LangPTuneCL, LangPTuneRLSO, LangPTune):
         register(method)
+
+
+@hookimpl
+def recbench_register_rewards(register):
+    register("profile_retrieval", profile_retrieval_reward)
