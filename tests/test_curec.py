@@ -39,6 +39,9 @@ def test_tagged_text_keeps_unparsed_replies_raw():
 
     assert tagged_text("<think>x</think><reason>Same director.</reason>", "reason") == ("Same director.", True)
     assert tagged_text("<think>x</think>It is a comedy.", "reason") == ("It is a comedy.", False)
+    # the prompt's placeholder echoed back is not a parse; its raw text, tags removed, has no word either
+    assert tagged_text("<think>...</think><pattern>...</pattern><reason>...</reason>", "pattern") == ("", False)
+    assert tagged_text("<think>hm</think><pattern> </pattern> Likes noir.", "pattern") == ("Likes noir.", False)
 
 
 # --- the reason-aware recommender -------------------------------------------------------------------

@@ -191,7 +191,9 @@ class CURec(ScoringMethod):
         self.correction: dict[str, Any] = {}
         self.cases: list[dict[str, Any]] = []
         backend, policy_folder = self._align(data, c, rng) if self.align else self._base(c)
-        self.patterns, reasons = self._write_texts(backend, c, rng)
+        patterns, reasons = self._write_texts(backend, c, rng)
+        self.patterns = {user: text for user, text in patterns.items() if text}  # no pattern: the user has none
+        reasons = [r for r in reasons if r[2]]  # an empty reason adds nothing to its item's list
         self.embedder = Embedder(c.embedder)
         bank = ReasonBank(self.embedder.encode(["x"]).shape[1], data.catalog.n_users, data.catalog.n_items)
         for user, vector in zip(self.patterns, self.embedder.encode(list(self.patterns.values()))):
@@ -261,11 +263,14 @@ class CURec(ScoringMethod):
         return [THINK + g[0].text for g in backend.generate(prompts, params)]
 
     def parsed(self, replies: list[str], tag: str, counter: str) -> list[str]:
+        """Each reply's ``<tag>`` text, or its raw text when the tag is missing (counted); a reply with
+        no word at all is ``""`` (counted as empty too)."""
         from recbench.plugins.llm.curec_text import tagged_text
 
         out = [tagged_text(r, tag) for r in replies]
-        self.counts[counter] = self.counts.get(counter, 0) + len(out)
-        self.counts[f"{counter}_unparsed"] = self.counts.get(f"{counter}_unparsed", 0) + sum(not ok for _, ok in out)
+        for key, n in ((counter, len(out)), (f"{counter}_unparsed", sum(not ok for _, ok in out)),
+                       (f"{counter}_empty", sum(not text for text, _ in out))):
+            self.counts[key] = self.counts.get(key, 0) + n
         return [text for text, _ in out]
 
     def _write_texts(self, backend: Any, c: CURecConfig, rng: np.random.Generator):
@@ -341,9 +346,11 @@ class CURec(ScoringMethod):
             reasons = self.parsed(replies, "reason", "updated_reasons")
             for p, pattern, reason in zip(positions, patterns, reasons):
                 user, item = int(users_col[rows[p]]), int(items[rows[p]])
-                self.patterns[user] = pattern
-                bank.set_pattern(user, self.embedder.encode([pattern])[0])
-                bank.add_reason(item, self.embedder.encode([reason])[0])
+                if pattern:  # an empty update keeps the user's pattern; an empty reason adds none
+                    self.patterns[user] = pattern
+                    bank.set_pattern(user, self.embedder.encode([pattern])[0])
+                if reason:
+                    bank.add_reason(item, self.embedder.encode([reason])[0])
 
         self.correction.update(correct_chronologically(ts[rows], c.windows, c.correction_batch, step, refresh))
         self.correction.update(interactions=len(rows), replies_truncated=trainer.truncated, replies=trainer.replies)

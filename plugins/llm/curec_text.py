@@ -8,12 +8,13 @@ current pattern and the new item and asks for both an updated pattern and the re
 alignment prompt ``prompt_rec`` is the task-agnostic candidate prompt of
 :class:`recbench.llm.interface.ItemChoice` with ``output="think"``.
 
-A reply whose tag cannot be found is kept as its raw text (stripped of the reasoning where there
-is one) and counted by the caller (:func:`tagged_text` says which).
+A reply whose tag cannot be found (or holds no word) is kept as its raw text (stripped of the
+reasoning and of tags) and counted by the caller (:func:`tagged_text` says which).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -55,13 +56,15 @@ def prompt_update(texts: Sequence[str], pattern: str, item: int) -> list[dict[st
 
 
 def tagged_text(reply: str, tag: str) -> tuple[str, bool]:
-    """The content of ``<tag>`` in ``reply`` and True; else the raw reply (after ``</think>`` if any) and False."""
+    """The content of ``<tag>`` in ``reply`` and True; else the raw reply (after ``</think>`` if any, tags
+    removed) and False. A tag holding no word (the prompt's ``...`` placeholder echoed back, as small
+    models do) counts as not found; a reply with no word at all gives ``""``."""
     content, found = answer_content(reply, tag)
-    if found and content:
+    if found and re.search(r"\w", content):
         return content, True
     raw = reply.split("</think>", 1)[-1] if "</think>" in reply else reply
-    raw = raw.replace(THINK, "").strip()
-    return (raw or reply.strip() or "(empty)"), False
+    raw = re.sub(r"\s+", " ", re.sub(r"</?[a-zA-Z]+>", " ", raw)).strip()
+    return (raw if re.search(r"\w", raw) else ""), False
 
 
 def user_rows(train: pd.DataFrame) -> dict[int, np.ndarray]:
