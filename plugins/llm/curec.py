@@ -55,7 +55,9 @@ from recbench.method import ScoringMethod
 from recbench.plugins.llm.grpo import GRPO, RL_PRESETS, GRPOConfig
 
 ALIGN_PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": {**RL_PRESETS["smoke"], "train_examples": 16},
+    # activations recomputed and the history at CURec's smoke budget: without both, one GRPO step on rerank's
+    # prompts (10 candidates) took the worker past 18 GB and the out-of-memory killer stopped it
+    "smoke": {**RL_PRESETS["smoke"], "train_examples": 16, "gradient_checkpointing": True, "max_history_tokens": 128},
     "cpu": {**RL_PRESETS["cpu"]},
     "paper": {**RL_PRESETS["paper"], "model": "Qwen/Qwen2.5-7B-Instruct", "lr_grid": (5e-7,), "epochs": 2.0},
 }  # fmt: skip
