@@ -269,28 +269,50 @@ def comparison_plot(task: str, fingerprint: str, metric: str, points: list[tuple
     return _save(figure, path)
 
 
+def training_curves(doc: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A run's training curves: ``method.fitted.curve`` and the ``curve`` of each stage section of
+    ``method.fitted`` (e.g. CURec's ``alignment`` and ``correction``), labelled by stage; points
+    without a ``step`` are numbered in order."""
+    fitted = (doc.get("method") or {}).get("fitted") or {}
+    found = [("", fitted.get("curve"))] + [(f" {k}", v.get("curve")) for k, v in fitted.items() if isinstance(v, dict)]
+    return [(label, [{"step": i, **q} for i, q in enumerate(curve, 1)])
+            for label, curve in found if isinstance(curve, list) and curve and all(isinstance(q, dict) for q in curve)]
+
+
 def curves_plot(docs: list[dict[str, Any]], out_dir: Path) -> Path | None:
-    """One figure of the training curves (loss; mean reward for RL) of every run in ``docs`` that
-    reports one (``method.fitted.curve``), a line per run; named after those run ids, drawn once."""
-    runs = [(d, d["method"]["fitted"]["curve"]) for d in docs if ((d.get("method") or {}).get("fitted") or {}).get("curve")]
+    """One figure of the training curves of every run in ``docs`` that reports one (see
+    :func:`training_curves`): loss, mean reward, and each named reward part (``rewards/<name>/mean``,
+    e.g. format, legal, correct) in a panel of its own, a line per run and stage; drawn once."""
+    runs, seen = [], set()
+    for doc in docs:
+        for label, curve in training_curves(doc):
+            key = json.dumps([label, curve], sort_keys=True, default=str)
+            if key not in seen:  # a stage several runs share (one cached checkpoint) is drawn once
+                seen.add(key)
+                runs.append((doc, label, curve))
     if not runs:
         return None
-    path = out_dir / "plots" / f"{runs[0][0]['task']['name']}-curves-{stable_hash(sorted(d['run_id'] for d, _ in runs), 12)}.png"
+    path = out_dir / "plots" / f"{runs[0][0]['task']['name']}-curves-{stable_hash(sorted({d['run_id'] for d, _, _ in runs}), 12)}.png"
     if path.is_file():
         return path
-    keys = [k for k in ("loss", "reward") if any(k in point for _, curve in runs for point in curve)]
+    parts = sorted({k for _, _, curve in runs for q in curve for k in q if k.startswith("rewards/") and k.endswith("/mean")})
+    keys = [k for k in ("loss", "reward", *parts) if any(k in q for _, _, curve in runs for q in curve)]
     if not keys:
         return None
-    figure = _figure(5 * len(keys), 3.4, dpi=100)
+    columns = min(len(keys), 3)
+    lines = -(-len(keys) // columns)
+    figure = _figure(5 * columns, 3.4 * lines, dpi=100)
     for i, key in enumerate(keys, 1):
-        axes = figure.add_subplot(1, len(keys), i)
-        for doc, curve in runs:
-            points = [(q["step"], q[key]) for q in curve if key in q]
+        axes = figure.add_subplot(lines, columns, i)
+        for doc, label, curve in runs:
+            points = [(q["step"], q[key]) for q in curve if isinstance(q.get(key), (int, float))]
             if points:
-                axes.plot(*zip(*points), linewidth=1, label=f"{doc['method']['name']} ({doc['run_id'][:6]})")
-        axes.set_xlabel("optimizer step")
-        axes.set_title(f"training {key} per step", fontsize=10)
-        axes.legend(fontsize=7)
+                axes.plot(*zip(*points), linewidth=1, marker=".", markersize=3,
+                          label=f"{doc['method']['name']}{label} ({doc['run_id'][:6]})")
+        axes.set_xlabel("step")
+        name = key.removeprefix("rewards/").removesuffix("/mean")
+        axes.set_title(f"training {name} per step" if key in ("loss", "reward") else f"reward part: {name} (mean per step)", fontsize=10)
+        axes.legend(fontsize=6)
     return _save(figure, path)
 
 

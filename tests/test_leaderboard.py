@@ -267,6 +267,28 @@ def test_written_file_is_deterministic_and_links_plots(store, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["plots", f"{TASK}.md"]  # no temporary files left behind
 
 
+def test_training_curves_include_stage_sections_and_reward_parts(tmp_path):
+    from recbench.leaderboard_sections import curves_plot, training_curves
+
+    doc = make_doc("curec", 0.1)
+    doc["method"]["fitted"] = {
+        "alignment": {"lr": 1e-4, "curve": [{"step": 1, "rewards/format/mean": 0.25, "reward": 1.0},
+                                            {"step": 2, "rewards/format/mean": 0.5, "reward": 1.5}]},
+        "correction": {"curve": [{"loss": 0.1, "reward": 2.0}, {"loss": 0.0, "reward": 2.2}]},  # no step: numbered
+        "recommender": {"curve": [[2, 0.03], [4, 0.04]]},  # not a list of points: left out
+        "resolved": {"lr": 1e-4},
+    }
+    curves = training_curves(doc)
+    assert [label for label, _ in curves] == [" alignment", " correction"]
+    assert [q["step"] for q in curves[1][1]] == [1, 2] and curves[1][1][1]["reward"] == 2.2
+    path = curves_plot([doc], tmp_path)
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    assert training_curves(make_doc("pop", 0.1)) == []
+    twin = make_doc("curec_text", 0.1)  # the same cached alignment: its curve is drawn once
+    twin["method"]["fitted"] = {"alignment": doc["method"]["fitted"]["alignment"]}
+    assert curves_plot([doc, twin], tmp_path / "two").read_bytes() == path.read_bytes()
+
+
 def test_ablation_tables_arrange_runs_against_a_filtered_reference(store, tmp_path):
     from recbench.ablations import Ablation
     from recbench.errors import RegistrationError
