@@ -179,7 +179,12 @@ def test_reward_model_trains_scores_and_serves_as_a_reward_then_ppo_takes_steps(
                "prompts_per_step": 2, "max_completion_length": 4, "ppo_epochs": 2}
     ppo = TrainJob("ppo", str(base), str(tmp_path / "ppo.jsonl"), lr=1e-3, options=options, new_tokens=("<option>",),
                    gradient_checkpointing=False)
+    import recbench.llm.training as training
+
+    reported = []
+    monkeypatch.setattr(training, "own_loop_steps", lambda step, steps: reported.append((step, steps)))
     out = trained_checkpoint(ppo)
+    assert reported == [(1, 2), (2, 2)]  # each PPO step reaches the stage's progress bar
     log = json.loads((out.path / LOG_FILE).read_text())
     assert log["steps"] == 2 and all({"reward", "kl", "loss"} <= set(p) for p in log["curve"])
     assert (out.path / "adapter_model.safetensors").is_file()
@@ -253,6 +258,9 @@ def test_rlhf_presets_state_the_papers_settings():
     assert (ppo.lora_rank, ppo.lora_alpha, ppo.lora_dropout, ppo.lr_grid, ppo.prompts_per_step) == (8, 32, 0.1, (1e-5,), 16)
     assert (ppo.rm_lr, ppo.rm_batch_size, ppo.rm_epochs) == (5e-5, 1, 1.0)
     assert resolved(RLHFPPO, lora_rank=4).lora_rank == 4  # a set option beats the preset
+    # the plan counts RL steps as the trainers do: PPO 4 prompts per step, RLOO 4 // 4 = 1 prompt x 4 replies
+    smoke_ppo, smoke_rloo = RLHFPPO(RLHFPPO.Config()), RLHFRLOO(RLHFRLOO.Config())
+    assert (smoke_ppo.steps(32), smoke_rloo.steps(32)) == (16, 64)
     assert "substitut" in RLHFRLOO.description and "PPO" in RLHFPPO.description
     with pytest.raises(ValueError, match="lora_rank"):
         RLHFSFT.Config(lora_rank=0)

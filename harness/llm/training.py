@@ -247,8 +247,10 @@ def run_job(job: TrainJob, output: Path) -> None:
         )
         context = BuildContext(model, tokenizer, dataset, common, trainer_spec.config(job.options))
         trainer = trainer_spec.build(context)
-        if hasattr(trainer, "add_callback"):  # transformers Trainers; recbench's own loops (ppo) report no steps
+        if hasattr(trainer, "add_callback"):  # transformers Trainers
             trainer.add_callback(stage_steps())
+        elif hasattr(trainer, "step_callbacks"):  # recbench's own loops (ppo, rlso)
+            trainer.step_callbacks.append(own_loop_steps)
         used = len(trainer.train_dataset)  # TRL drops rows whose answer max_length cut off entirely
         if used == 0:
             raise RecbenchError(
@@ -294,6 +296,15 @@ def stage_steps() -> Any:
             progress.advance()
 
     return StageSteps()
+
+
+def own_loop_steps(step: int, steps: int) -> None:
+    """What :func:`stage_steps` does, for recbench's own training loops: called after step ``step`` of ``steps``."""
+    from recbench import progress
+
+    if step == 1:
+        progress.set_total(steps)
+    progress.advance()
 
 
 CURVE_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "accuracy", "margin")

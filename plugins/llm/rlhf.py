@@ -238,6 +238,15 @@ class RLHFPPO(RLHFStage):
     def reward_options(self) -> tuple[dict[str, Any], ...]:
         return ({"name": "reward_model", "weight": 1.0, "args": {"checkpoint": str(self.reward_checkpoint)}},)
 
+    def prompts_per_update(self) -> int:
+        return self.config.prompts_per_step
+
+    def steps(self, rows: int) -> int:
+        """One RL step per ``prompts_per_update()`` prompts, per epoch (as the trainer counts them)."""
+        import math
+
+        return max(1, math.ceil(rows * self.config.epochs / self.prompts_per_update()))
+
     def trainer_options(self) -> dict[str, Any]:
         c = self.config
         return {"rewards": self.reward_options(), "prompts_per_step": c.prompts_per_step,
@@ -259,10 +268,13 @@ class RLHFRLOO(RLHFPPO):
                    "substituting for PPO (REINFORCE with a leave-one-out baseline, KL to the SFT policy)")
     trainer = "rloo"
 
+    def prompts_per_update(self) -> int:
+        return max(1, self.config.prompts_per_step // self.config.num_generations)
+
     def trainer_options(self) -> dict[str, Any]:
         c = self.config
         return {"rewards": self.reward_options(), "num_generations": c.num_generations,
-                "prompts_per_step": max(1, c.prompts_per_step // c.num_generations),
+                "prompts_per_step": self.prompts_per_update(),
                 "max_completion_length": c.max_new_tokens, "temperature": c.train_temperature, "beta": c.kl_coef}
 
 

@@ -131,6 +131,7 @@ class PPOTrainer:
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
         self.model, self.value_head, self.optimizer = self.accelerator.prepare(model, self.value_head, optimizer)
         self.state = SimpleNamespace(log_history=[])
+        self.step_callbacks: list[Any] = []  # each called with (step, steps) after a step (stage progress)
 
     def _forward(self, model, input_ids, attention_mask, start: int, with_values: bool = True):
         """Log-probabilities of the reply tokens (positions ``start:``) and the values of the states before them."""
@@ -213,6 +214,8 @@ class PPOTrainer:
             logged = self.step([self.train_dataset[i] for i in mine])
             losses.append(logged["loss"])
             self.state.log_history.append({"step": step, **{k: round(v, 6) for k, v in logged.items()}})
+            for callback in self.step_callbacks:
+                callback(step, steps)
             if not self.quiet and acc.is_main_process:
                 print(f"ppo step {step}/{steps}: reward {logged['reward']:.4f} kl {logged['kl']:.4f} loss {logged['loss']:.4f}")
         return SimpleNamespace(training_loss=sum(losses) / len(losses), global_step=steps)

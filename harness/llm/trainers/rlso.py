@@ -131,6 +131,7 @@ class RLSOTrainer:
         self.rng = np.random.default_rng(seed)
         self.train_dataset, self.data_epochs = train_dataset, data_epochs
         self.state = SimpleNamespace(log_history=[])  # what run_job reads of a transformers Trainer
+        self.step_callbacks: list[Any] = []  # each called with (step, steps) after a training-job step (stage progress)
         self.history: list[dict[str, float]] = []
         self.truncated = 0
         self.replies = 0
@@ -242,6 +243,8 @@ class RLSOTrainer:
             losses.append(record["loss"])
             self.state.log_history.append({"step": step + 1, **{k: round(v, 6) for k, v in record.items()},
                                            "replies_truncated": int(truncated)})
+            for callback in self.step_callbacks:
+                callback(step + 1, steps)
         return SimpleNamespace(training_loss=float(np.mean(losses)), global_step=steps)
 
 
