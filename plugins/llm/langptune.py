@@ -87,11 +87,10 @@ class LangPTuneRLSOConfig(LangPTuneConfig):
 
 def profile_ndcg(queries: np.ndarray, items: np.ndarray, rows: list[dict], k: int) -> np.ndarray:
     """NDCG of each row's upcoming item in the list its profile vector retrieves, its history masked (the RLSO reward)."""
+    from recbench.examples import Histories
     from recbench.llm.embed import ndcg_of_target, rank
 
-    scores = rank(queries, items)
-    for i, row in enumerate(rows):
-        scores[i, row["history"]] = -np.inf
+    scores = rank(queries, items, exclude=Histories.from_lists([np.asarray(r["history"], dtype=np.int64) for r in rows]))
     return ndcg_of_target(scores, np.array([r["target"] for r in rows]), k or None)
 
 
