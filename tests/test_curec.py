@@ -19,12 +19,19 @@ THINK_ROW = {"reader": "choice", "output": "think", "options": ["Heat (1995)", "
     ("<think>hmm</think><answer>7</answer>", (1, 0, 0)),  # well formed, not a candidate
     ("<think>no closing tag <answer>2</answer>", (0, 1, 1)),  # right number, reasoning never closed
     ("<think>I cannot decide", (0, 0, 0)),
+    ("<think>1. Heat 2. Babe 3. Fargo", (0, 0, 0)),  # lists the candidates: commits to none
+    ("<think>it is Babe</think> 2", (0, 0, 0)),  # a number outside the answer tag is no answer
+    ("<think>x</think><answer>2 or 3</answer>", (1, 0, 0)),  # two options in the tag: well formed, not legal
 ])
 def test_rule_rewards_on_hand_written_replies(reply, expected):
     values = tuple(build_reward(RewardSpec(name))([reply], [THINK_ROW])[0] for name in ("format", "legal", "correct"))
     assert values == expected
     total = combine([RewardSpec.parse(s) for s in ("format", "legal", "correct")])([reply], [THINK_ROW])
     assert total[0] == sum(expected)
+
+
+def test_a_changed_reward_meaning_keys_new_checkpoints():
+    assert RewardSpec("legal").to_dict()["revision"] == 2 and "revision" not in RewardSpec("format").to_dict()
 
 
 def test_group_advantages_standardise_within_groups():

@@ -35,7 +35,7 @@ import numpy as np
 from recbench.errors import ConfigError
 from recbench.examples import CatalogView, ExampleSet, Predictions, Targets
 from recbench.llm.parsing import (
-    AMBIGUOUS, EMPTY, NO_MATCH, OUT_OF_RANGE, Choice, answer_content, choose_by_ngrams, choose_by_number, parse_title_list,
+    AMBIGUOUS, EMPTY, NO_MATCH, OK, OUT_OF_RANGE, Choice, answer_content, choose_by_ngrams, choose_by_number, parse_title_list,
 )
 from recbench.llm.prompts import (
     PREDICTION, BuiltPrompt, artwork_prompt, choice_prompt, rerank_prompt, topk_prompt, whitespace_tokens,
@@ -68,6 +68,9 @@ class Reading:
     valid: bool
     detail: str = ""
     formatted: bool = True  # the reply kept the asked-for shape (answer tags, a list)
+    # the reply commits to an answer: exactly one option, inside the answer tag where the format has one (a
+    # reply listing several options, or a number outside the tag, is read for evaluation but commits to none)
+    answered: bool = True
 
 
 class TaskInterface:
@@ -120,25 +123,28 @@ class TaskInterface:
 # --- choosing among candidates ----------------------------------------------------------------
 
 
-def _choice_of(text: str, row: dict[str, Any]) -> tuple[Choice, bool]:
-    """The option a reply names, and whether it kept the answer format."""
+def _choice_of(text: str, row: dict[str, Any]) -> tuple[Choice, bool, bool]:
+    """The option a reply names, whether it kept the answer format, and whether its answer sits where the
+    format puts it (after "Prediction:", inside the answer tag)."""
     output, options = row["output"], row["options"]
     if output == "text":
-        return choose_by_ngrams(text, options), True
+        return choose_by_ngrams(text, options), True, True
     if output == "reason":  # only what follows the last "Prediction:" is the answer
         _, found, answer = text.rpartition(PREDICTION)
-        return choose_by_ngrams(answer if found else "", options), bool(found)
+        return choose_by_ngrams(answer if found else "", options), bool(found), bool(found)
     content, tagged = answer_content(text)
+    placed = tagged
     if output == "think":
         tagged = tagged and "</think>" in text
-    return choose_by_number(content, len(options)), tagged
+    return choose_by_number(content, len(options)), tagged, placed
 
 
 def read_choice(text: str, row: dict[str, Any]) -> Reading:
-    choice, formatted = _choice_of(text, row)
+    choice, formatted, placed = _choice_of(text, row)
     others = [i for i in range(len(row["options"])) if i != choice.index]
     ranked = ([choice.index] if choice.valid else []) + others
-    return Reading(tuple(ranked), choice.status, choice.valid, choice.detail, formatted)
+    answered = placed and choice.valid and choice.status == OK
+    return Reading(tuple(ranked), choice.status, choice.valid, choice.detail, formatted, answered)
 
 
 class CandidateChoice(TaskInterface):

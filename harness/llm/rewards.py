@@ -13,9 +13,13 @@ Built-ins:
   implementation of each metric in the code base;
 - ``format``: 1 when the reply keeps the asked-for shape (``<think>...</think><answer>...</answer>``
   for ``output=think``, an answer tag for ``number``, a parsable list for titles);
-- ``legal``: 1 when the answer is one of the candidates / grounds to a catalog item;
-- ``correct``: 1 when the answer (the first item a reply names) is the target, else 0 (the
-  CURec paper's correctness reward; on a single-answer choice it equals ``metric:name=recall@1``);
+- ``legal``: 1 when the reply commits to an answer that is one of the candidates (exactly one
+  option, inside the answer tag where the format has one) / grounds to a catalog item. A reply
+  that lists several options, or names a number outside the answer tag, is legal for no option:
+  otherwise a small policy learns to enumerate the candidates, which evaluation still reads
+  (first named), and the format reward never rises (measured on CURec's alignment);
+- ``correct``: 1 when that committed answer (the first item a list names) is the target, else 0
+  (the CURec paper's correctness reward);
 - ``rank``: a dense reward for small models: 1/rank of the target when options are ordered by
   how much of each one the reply names (n-gram overlap or the named number first), so a near miss
   earns more than nothing and a group of replies rarely has zero variance.
@@ -35,13 +39,16 @@ from typing import Any
 import numpy as np
 
 from recbench.errors import ConfigError, RecbenchError, RegistrationError, UnknownNameError
-from recbench.llm.interface import read_reply
+from recbench.llm.interface import Reading, read_reply
 from recbench.llm.parsing import ngram_overlap
 
 RewardFn = Callable[[Sequence[str], Sequence[dict[str, Any]]], Sequence[float]]
 RewardFactory = Callable[..., RewardFn]
 
 REWARDS: dict[str, RewardFactory] = {}
+# a built-in whose meaning changed: its revision goes into every checkpoint recipe that uses it, so that no
+# checkpoint trained on the old meaning is reused (legal/correct 2: a committed answer, see the docstring)
+REVISIONS: dict[str, int] = {"legal": 2, "correct": 2}
 _PLUGINS_LOADED: list[bool] = []
 
 
@@ -85,7 +92,10 @@ class RewardSpec:
         return cls(name.strip(), w, args)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "weight": self.weight, "args": dict(sorted(self.args.items()))}
+        out = {"name": self.name, "weight": self.weight, "args": dict(sorted(self.args.items()))}
+        if self.name in REVISIONS:  # keys the checkpoint; rebuilding a reward reads name, weight and args only
+            out["revision"] = REVISIONS[self.name]
+        return out
 
 
 def build_reward(spec: RewardSpec) -> RewardFn:
@@ -180,6 +190,11 @@ def metric_reward(name: str = "recall@1") -> RewardFn:
     return reward
 
 
+def committed(reading: Reading) -> bool:
+    """The reply names one valid answer where its format puts it (the legal and correct rewards' premise)."""
+    return reading.valid and reading.answered and bool(reading.ranked)
+
+
 def format_reward() -> RewardFn:
     def reward(replies, rows):
         return [float(read_reply(text, row).formatted) for text, row in zip(replies, rows)]
@@ -189,7 +204,7 @@ def format_reward() -> RewardFn:
 
 def legal_reward() -> RewardFn:
     def reward(replies, rows):
-        return [float(read_reply(text, row).valid) for text, row in zip(replies, rows)]
+        return [float(committed(read_reply(text, row))) for text, row in zip(replies, rows)]
 
     return reward
 
@@ -199,7 +214,7 @@ def correct_reward() -> RewardFn:
         out = []
         for text, row in zip(replies, rows):
             reading = read_reply(text, row)
-            out.append(float(reading.valid and bool(reading.ranked) and reading.ranked[0] in set(row["gold"])))
+            out.append(float(committed(reading) and reading.ranked[0] in set(row["gold"])))
         return out
 
     return reward
