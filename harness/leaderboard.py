@@ -20,7 +20,7 @@ from tabulate import tabulate
 from recbench.ablations import Ablation, lookup
 from recbench.errors import RecbenchError
 from recbench.hashing import stable_hash
-from recbench.param_sweeps import ParamSweep, sweep_section
+from recbench.param_sweeps import ParamSweep, swept_protocols, sweep_section
 from recbench.leaderboard_sections import (
     INCOMPLETE, ceiling_values, comparison_plot, curves_plot, details_section, flag_legend, latency_section, option_plots,
     metric_values, paired_cell, paired_section, paired_tests, row_flags, seed_section,
@@ -103,9 +103,19 @@ def render_leaderboard(
         )
     newest = docs[-1]
     reference = reference or newest["task"].get("reference")
+    if param_sweeps and defaults is None:
+        raise ValueError("param_sweeps need the task's default protocol keys (defaults=default_protocol(spec, kind))")
+    primary = newest.get("primary_metric") or newest["task"]["primary_metric"]
+    swept = swept_protocols(param_sweeps, docs, defaults, primary)
+    if swept:
+        runs = sum(doc["protocol"]["fingerprint"] in swept for doc in docs)
+        notes.append(f"{runs} runs at other values of a swept task parameter "
+                     f"({', '.join(sorted({s.param for s in param_sweeps}))}) are shown in their parameter sweep's "
+                     "figure and table below, not as leaderboards of their own.")
     groups: dict[str, list[dict[str, Any]]] = {}
     for doc in reversed(docs):  # the protocol of the newest result first: most likely the current one
-        groups.setdefault(doc["protocol"]["fingerprint"], []).append(doc)
+        if doc["protocol"]["fingerprint"] not in swept:
+            groups.setdefault(doc["protocol"]["fingerprint"], []).append(doc)
     groups_list = list(groups.values())
     if len(groups_list) > 1:
         notes.append(_protocol_note(groups_list))
@@ -148,11 +158,8 @@ def render_leaderboard(
             lines += _ablation_section(ablation, group, table, ablation.metrics or relative)
             lines += _shown_outputs(ablation, group, table, rows_of) if ablation.show else []
             lines += _cases(ablation, group, table) if ablation.cases else []
-    if param_sweeps and defaults is None:
-        raise ValueError("param_sweeps need the task's default protocol keys (defaults=default_protocol(spec, kind))")
     for sweep in param_sweeps:
-        lines += sweep_section(sweep, docs, defaults, task, newest.get("primary_metric") or newest["task"]["primary_metric"],
-                               out_dir)
+        lines += sweep_section(sweep, docs, defaults, task, primary, out_dir)
     return Leaderboard(task=task, markdown="\n".join(lines) + "\n", tables=tables, notes=notes)
 
 

@@ -26,6 +26,7 @@ command of every point, then the commands of the proposed values not run yet.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,24 @@ def sweep_points(sweep: ParamSweep, docs: list[dict[str, Any]], defaults: dict[s
             values = [_metric(d, metric) for d in runs]
             points.append(SweepPoint(method, runs[0]["protocol"]["params"][sweep.param], sum(values) / len(values), tuple(runs)))
     return points, left_out
+
+
+def swept_protocols(sweeps: Sequence[ParamSweep], docs: list[dict[str, Any]], defaults: dict[str, Any] | None,
+                    metric: str) -> set[str]:
+    """Fingerprints of the protocols that only hold sweep points off the default value: their runs are
+    the sweeps' figures, not leaderboards of their own (a table per ``train_fraction`` would rank one
+    or two methods against nothing)."""
+    if not sweeps or defaults is None:
+        return set()
+    off_default: set[str] = set()
+    for sweep in sweeps:
+        points, _ = sweep_points(sweep, docs, defaults, metric)
+        default = _number(defaults["params"][sweep.param])
+        off_default |= {run["run_id"] for point in points if _number(point.value) != default for run in point.runs}
+    by_protocol: dict[str, list[str]] = {}
+    for doc in docs:
+        by_protocol.setdefault(doc["protocol"]["fingerprint"], []).append(doc["run_id"])
+    return {fp for fp, runs in by_protocol.items() if all(run in off_default for run in runs)}
 
 
 def sweep_section(sweep: ParamSweep, docs: list[dict[str, Any]], defaults: dict[str, Any], task: str,

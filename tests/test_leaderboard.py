@@ -525,6 +525,21 @@ def test_a_param_sweep_plots_the_runs_that_differ_from_the_default_protocol_in_t
     assert "task.train_fraction=0.5`" not in section and "train_fraction=0.8`" in section
 
 
+def test_protocols_holding_only_sweep_points_are_not_leaderboards_of_their_own(store, tmp_path):
+    add(store, _sweep_doc("emb_cl", 0.30, 1.0), _sweep_doc("pop", 0.10, 1.0),
+        _sweep_doc("emb_cl", 0.20, 0.5), _sweep_doc("sasrec", 0.25, 0.5),  # only sweep points: the figure's
+        _sweep_doc("emb_cl", 0.21, 0.2), _sweep_doc("pop", 0.05, 0.2))  # pop is no sweep method: a table stays
+    markdown = render_leaderboard(TASK, store, out_dir=tmp_path, param_sweeps=(_sweep(),), defaults=SWEEP_DEFAULTS).markdown
+    fingerprints = {fraction: protocol(params__train_fraction=fraction,
+                                       split__train_fraction=f"{fraction} of training kept")["fingerprint"]
+                    for fraction in (1.0, 0.5, 0.2)}
+    heads = [line for line in markdown.splitlines() if line.startswith("## ") and "protocol" in line]
+    assert [any(fingerprints[f][:16] in h for h in heads) for f in (1.0, 0.5, 0.2)] == [True, False, True]
+    assert "2 runs at other values of a swept task parameter (train_fraction) are shown in their parameter sweep" in markdown
+    section = markdown[markdown.index("## Parameter sweep"):]
+    assert "| sasrec   | 0.5 " in section  # still plotted
+
+
 def test_a_param_sweep_without_runs_off_the_default_says_so_and_gives_the_commands(store, tmp_path):
     add(store, _sweep_doc("emb_cl", 0.30, 1.0, hr=0.5), _sweep_doc("sasrec", 0.40, 1.0, hr=0.6))
     out = tmp_path / "boards"
