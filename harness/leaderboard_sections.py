@@ -270,11 +270,15 @@ def comparison_plot(task: str, fingerprint: str, metric: str, points: list[tuple
 
 
 def training_curves(doc: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """A run's training curves: ``method.fitted.curve`` and the ``curve`` of each stage section of
-    ``method.fitted`` (e.g. CURec's ``alignment`` and ``correction``), labelled by stage; points
-    without a ``step`` are numbered in order."""
+    """A run's training curves: ``method.fitted.curve``, the ``curve`` of each stage section of
+    ``method.fitted`` (e.g. CURec's ``alignment`` and ``correction``), each ``<stage>_curve`` list of
+    points and each ``<stage>_loss`` list of numbers (LangPTune's ``rlso_curve``, ``infonce_loss``),
+    labelled by stage; points without a ``step`` are numbered in order."""
     fitted = (doc.get("method") or {}).get("fitted") or {}
     found = [("", fitted.get("curve"))] + [(f" {k}", v.get("curve")) for k, v in fitted.items() if isinstance(v, dict)]
+    found += [(f" {k.removesuffix('_curve')}", v) for k, v in fitted.items() if k.endswith("_curve")]
+    found += [(f" {k.removesuffix('_loss')}", [{"loss": x} for x in v]) for k, v in fitted.items()
+              if k.endswith("_loss") and isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)]
     return [(label, [{"step": i, **q} for i, q in enumerate(curve, 1)])
             for label, curve in found if isinstance(curve, list) and curve and all(isinstance(q, dict) for q in curve)]
 

@@ -284,6 +284,11 @@ def test_training_curves_include_stage_sections_and_reward_parts(tmp_path):
     path = curves_plot([doc], tmp_path)
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
     assert training_curves(make_doc("pop", 0.1)) == []
+    langptune = make_doc("langptune", 0.1)  # its RLSO batches and InfoNCE steps, as top-level lists
+    langptune["method"]["fitted"] = {"rlso_curve": [{"loss": 1.6, "reward": 0.10}, {"loss": 0.4, "reward": 0.12}],
+                                     "infonce_loss": [2.7, 2.5], "train_loss": 0.3}
+    assert [(label, [q.get("reward", q["loss"]) for q in c]) for label, c in training_curves(langptune)] == [
+        (" rlso", [0.10, 0.12]), (" infonce", [2.7, 2.5])]
     twin = make_doc("curec_text", 0.1)  # the same cached alignment: its curve is drawn once
     twin["method"]["fitted"] = {"alignment": doc["method"]["fitted"]["alignment"]}
     assert curves_plot([doc, twin], tmp_path / "two").read_bytes() == path.read_bytes()
