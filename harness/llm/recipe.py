@@ -141,6 +141,11 @@ class PostTrained(LLMMethod):
         """Stages that make the training rows (``sft_reason``: the teacher; a start recipe's training)."""
         return []
 
+    @staticmethod
+    def prompt_steps(rows: int, prompts_per_step: int, epochs: float) -> int:
+        """On-policy steps over ``rows`` prompts: one per ``prompts_per_step`` prompts, per epoch (GRPO, PPO, RLOO)."""
+        return max(1, math.ceil(math.ceil(rows / prompts_per_step) * epochs))
+
     def steps(self, rows: int) -> int:
         """Optimizer steps over ``rows`` rows (the trainer reports its own count once it starts)."""
         c = self.config

@@ -80,9 +80,7 @@ class GRPO(FromSFT, PostTrained):
 
     def steps(self, rows: int) -> int:
         """One optimizer step per ``prompts_per_step`` prompts (each with ``num_generations`` replies), per epoch."""
-        import math
-
-        return max(1, math.ceil(math.ceil(rows / self.config.prompts_per_step) * self.config.epochs))
+        return self.prompt_steps(rows, self.config.prompts_per_step, self.config.epochs)
 
     def training_rows(self, examples: ExampleSet, targets: Targets) -> list[dict[str, Any]]:
         import json

@@ -243,9 +243,7 @@ class RLHFPPO(RLHFStage):
 
     def steps(self, rows: int) -> int:
         """One RL step per ``prompts_per_update()`` prompts, per epoch (as the trainer counts them)."""
-        import math
-
-        return max(1, math.ceil(rows * self.config.epochs / self.prompts_per_update()))
+        return self.prompt_steps(rows, self.prompts_per_update(), self.config.epochs)
 
     def trainer_options(self) -> dict[str, Any]:
         c = self.config
