@@ -40,6 +40,32 @@ def test_rewards_get_the_kl_penalty_then_are_whitened():
     np.testing.assert_allclose(shaped_rewards(r, logp, ref, 0.5, whiten=True).numpy(), expected, rtol=1e-5)
 
 
+def test_reply_logprobs_equal_the_full_sequence_log_softmax():
+    """The trainer asks the model only for the logits that predict reply tokens (memory); the sums
+    must equal those read off the full (batch, prompt + reply, vocabulary) logits, left-padded prompts included."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recbench.llm.models import resolve_model
+    from recbench.llm.trainers.rlso import RLSOConfig, RLSOTrainer
+
+    folder = resolve_model("tiny-random-llama").path
+    tok = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    trainer = RLSOTrainer(model, tok, RLSOConfig(max_new_tokens=5, temperature=0.7), reward_fn=lambda t, r: [0.0] * len(t))
+    enc, replies, mask, _ = trainer.sample(["a much longer first prompt here", "hi"], n=2)
+    with torch.no_grad():
+        got = trainer.logprobs(enc, replies, mask, n=2)
+        ids = enc["input_ids"].repeat_interleave(2, dim=0)
+        attention = torch.cat([enc["attention_mask"].repeat_interleave(2, dim=0), mask.long()], dim=1)
+        logits = model(input_ids=torch.cat([ids, replies], dim=1), attention_mask=attention).logits
+        logp = torch.log_softmax(logits[:, ids.shape[1] - 1: -1] / 0.7, dim=-1)
+        expected = (logp.gather(2, replies[..., None])[..., 0] * mask).sum(dim=1)
+    assert enc["attention_mask"][1, 0] == 0  # the short prompt is left-padded
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_rlso_trainer_steps_a_tiny_model_and_first_loss_is_the_reward_gap():
     import torch
 

@@ -176,7 +176,10 @@ class RLSOTrainer:
         attention = enc["attention_mask"].repeat_interleave(n, dim=0)
         full = torch.cat([ids, replies], dim=1)
         full_attention = torch.cat([attention, mask.long()], dim=1)
-        logits = model(input_ids=full, attention_mask=full_attention).logits[:, ids.shape[1] - 1: -1]
+        # only the logits that predict reply tokens: the full (batch, prompt + reply, vocabulary) tensor
+        # and its log-softmax reached 19 GB in CURec's correction (long prompts, a 150k vocabulary)
+        keep = replies.shape[1] + 1
+        logits = model(input_ids=full, attention_mask=full_attention, logits_to_keep=keep).logits[:, :-1]
         logits = logits / (self.config.temperature + 1e-7)
         token_logp = torch.log_softmax(logits.float(), dim=-1).gather(2, replies.unsqueeze(-1)).squeeze(-1)
         return (token_logp * mask).sum(dim=1)
