@@ -161,10 +161,11 @@ def details_section(rows: list[Any], intervals: list[list[str]] = (), metrics: S
     for row in rows:
         timing = row.doc.get("timing") or {}
         cells.append([row.label, f"`{row.doc['run_id']}`", str(row.doc["method"].get("plugin") or "-"), isolation(row.doc),
-                      _seconds(timing.get("fit_s")), _seconds(timing.get("predict_s")),
+                      _seconds(timing.get("fit_s")), _seconds(timing.get("predict_s")), _gigabytes(timing.get("peak_memory_gb")),
                       f"`{row.doc['command']}`" if row.doc.get("command") else "-"])
-    headers = ["row", "run id", "plugin", "isolation", "fit", "predict", "command"]
-    return lines + ["", "<details><summary>Runs: commands, plugins, isolation and times</summary>", "",
+    headers = ["row", "run id", "plugin", "isolation", "fit", "predict", "peak memory", "command"]
+    return lines + ["", "<details><summary>Runs: commands, plugins, isolation, times and peak memory (resident, of "
+                    "the method's process, where the run recorded it)</summary>", "",
                     _table(cells, headers), "", "</details>"]
 
 
@@ -183,6 +184,10 @@ def latency_section(rows: list[Any]) -> list[str]:
         return []
     return ["", "Inference time per test example (predict time / test examples, on the hardware that ran it; fit time is "
             "under Runs below):", "", _table(cells, ["row", "ms / example", "batch", "examples", "hardware"])]
+
+
+def _gigabytes(value: Any) -> str:
+    return f"{value:.1f} GB" if isinstance(value, (int, float)) else "-"
 
 
 def _milliseconds(value: float) -> str:

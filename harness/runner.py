@@ -250,7 +250,7 @@ class Runner:
                 "fit_s": round(execution.fit_s, 4), "predict_s": round(execution.predict_s, 4),
                 "evaluate_s": round(evaluate_s, 4),
                 "examples_per_s": round(n / execution.predict_s, 2) if execution.predict_s > 0 else None,
-                "predict_batch": execution.batch,
+                "predict_batch": execution.batch, "peak_memory_gb": execution.peak_memory_gb,
             },
             "execution": {"isolation": execution.mode, "timeout_s": request.timeout_s,
                           "max_memory_gb": request.max_memory_gb},
@@ -367,6 +367,7 @@ class Execution:
     predict_s: float
     mode: str
     batch: int = 0  # examples per predict call
+    peak_memory_gb: float | None = None  # the method's process at its largest (resident set), fit and predict
 
 
 def execute(session: Any, fit: FitData, inputs: ExampleSet, contract: Contract, method: str,
@@ -393,7 +394,9 @@ def execute(session: Any, fit: FitData, inputs: ExampleSet, contract: Contract, 
             on_batch(offset, len(batch))
     predict_s = time.perf_counter() - start
     items = np.concatenate(ranked) if ranked else np.zeros((0, contract.k), np.int64)
-    return Execution(items, extras, diagnostics, session.describe(), fit_s, predict_s, session.mode, batch_size)
+    fitted = session.describe()
+    return Execution(items, extras, diagnostics, fitted, fit_s, predict_s, session.mode, batch_size,
+                     session.peak_memory_gb())
 
 
 def targets_digest(data: TaskData) -> str:

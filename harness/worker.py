@@ -42,6 +42,18 @@ METHOD_NOTE = "recbench: raised by method"
 START_S = 120.0  # the least time a worker gets to start (import the method) when the run has a timeout
 
 
+def peak_memory_gb() -> float | None:
+    """The largest resident memory of this process or any child it waited for (a training job), in GB;
+    ``None`` where the platform does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return round(peak * scale / 2**30, 2)
+
+
 class MethodFailed(RecbenchError):
     """A method's worker ended without an answer: it crashed, hung past the timeout or ran out of memory."""
 
@@ -171,6 +183,10 @@ class InProcessSession:
         check_violations(self.name, _GUARD.violations[self._seen :])
         return fitted
 
+    def peak_memory_gb(self) -> float | None:
+        """The runner's own peak (the method shares its process)."""
+        return peak_memory_gb()
+
     def close(self) -> None:
         pass
 
@@ -242,9 +258,13 @@ class WorkerSession:
         return self._ask("predict", "predict", (batch, contract))
 
     def describe(self) -> dict[str, Any]:
-        fitted, violations = self._ask("describe", "describe", None)
+        fitted, violations, self._peak = self._ask("describe", "describe", None)
         check_violations(self.name, violations)
         return fitted
+
+    def peak_memory_gb(self) -> float | None:
+        """The worker's peak resident memory up to :meth:`describe` (after fit and predict)."""
+        return getattr(self, "_peak", None)
 
     def close(self) -> None:
         self._starter.join()
@@ -389,7 +409,7 @@ def _worker_main(conn: Any, protected: tuple[str, ...], memory: int | None, pare
                 elif op == "stages":
                     reply = (method.plan_settings(), method.stages(payload))
                 else:
-                    reply = (method.describe(), list(_GUARD.violations))
+                    reply = (method.describe(), list(_GUARD.violations), peak_memory_gb())
                 conn.send(("ok", reply))
             except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
                 _send_error(conn, exc, traceback.format_exc())

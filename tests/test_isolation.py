@@ -349,3 +349,28 @@ def test_a_killed_runner_takes_its_worker_with_it(tmp_path):
             pytest.fail("the worker outlived its killed runner by 20 s")
     finally:
         parent.kill()
+
+
+class Hungry(MostPopular):
+    """Holds 600 MB of touched memory through fit: the worker's peak must show it."""
+
+    name = "hungry"
+    description = "most popular, after touching 600 MB"
+
+    def fit(self, data):
+        super().fit(data)
+        self._ballast = np.ones(600 * 2**20 // 8)
+
+
+class HungryPlugin:
+    @hookimpl
+    def recbench_register_methods(self, register):
+        register(Hungry)
+
+
+def test_results_record_the_worker_peak_memory(tmp_path):
+    pm = get_plugin_manager(extra_plugins=(HungryPlugin(),))
+    runner = Runner(load_registry(pm), pm, ResultStore(tmp_path / "results"))
+    lean = runner.run(RunRequest("fullrank", "most_popular", **FULLRANK)).document["timing"]["peak_memory_gb"]
+    hungry = runner.run(RunRequest("fullrank", "hungry", **FULLRANK)).document["timing"]["peak_memory_gb"]
+    assert 0 < lean < 1.5 and hungry > lean + 0.5  # the worker's own memory, not the runner's
