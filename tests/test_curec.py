@@ -41,6 +41,29 @@ def test_group_advantages_standardise_within_groups():
     assert np.allclose(out, [-1 / np.sqrt(2), 1 / np.sqrt(2), 0.0, 0.0])  # (r - mean) / sample std; no spread: 0
 
 
+def test_group_step_gradient_is_the_same_in_chunks():
+    """A GRPO step's gradient accumulated over chunks of replies is the gradient of one pass over all of them."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recbench.llm.models import resolve_model
+    from recbench.llm.trainers.group_step import GroupStepConfig, GroupStepTrainer
+
+    folder = resolve_model("tiny-random-llama").path
+    after, records = [], []
+    for chunk in (8, 3):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        config = GroupStepConfig(num_generations=4, max_new_tokens=5, lr=1e-2, backward_batch=chunk)
+        trainer = GroupStepTrainer(model, AutoTokenizer.from_pretrained(folder), config, seed=0,
+                                   reward_fn=lambda texts, rows: [len(t) for t in texts])  # longer is better
+        records.append(trainer.step(["a longer first prompt", "hi"], [0, 1]))
+        after.append(torch.cat([p.grad.flatten() for p in model.parameters()]))  # left in place by the step
+    assert records[0]["reward"] == records[1]["reward"] and records[0]["loss"] == pytest.approx(records[1]["loss"], abs=1e-6)
+    assert records[0]["frac_reward_zero_std"] < 1 and after[0].abs().max() > 0  # some group had spread: a real gradient
+    torch.testing.assert_close(after[0], after[1], rtol=1e-4, atol=1e-7)
+
+
 def test_tagged_text_keeps_unparsed_replies_raw():
     from recbench.plugins.llm.curec_text import tagged_text
 

@@ -84,17 +84,18 @@ CUREC_PRESETS: dict[str, dict[str, Any]] = {
               "align_lr": 1e-3, "align_epochs": 1.0, "align_tokens": 64, "align_history_tokens": 128, "group_size": 4,
               "prompts_per_step": 2,
               "history_items": 10, "pattern_users": 32, "reasons_per_user": 3, "text_tokens": 48, "windows": 4,
-              "correction_interactions": 16, "correction_batch": 4, "correction_lr": 1e-4, "rm_epochs": 40,
+              "correction_interactions": 16, "correction_batch": 4, "correction_lr": 1e-4, "correction_backward": 1, "rm_epochs": 40,
               "rm_batch": 64, "positions_per_user": 4},
     "paper": {"model": "Qwen/Qwen2.5-7B-Instruct", "embedder": "all-minilm-l6-v2", "align_prompts": 0, "align_valid": 1000,
               "align_lr": 5e-7, "align_epochs": 2.0, "align_tokens": 512, "align_history_tokens": 4096, "group_size": 8,
               "prompts_per_step": 4,
               "history_items": 50, "pattern_users": 0, "reasons_per_user": 0, "text_tokens": 256, "windows": 10,
-              "correction_interactions": 0, "correction_batch": 16, "correction_lr": 5e-7, "rm_epochs": 200,
+              "correction_interactions": 0, "correction_batch": 16, "correction_lr": 5e-7, "correction_backward": 8, "rm_epochs": 200,
               "rm_batch": 128, "positions_per_user": 8},
 }  # paper: section 5.1.4 (Qwen2.5, AdamW 5e-7, 2 epochs; reward model Adam 1e-3, batch 128, size 64). smoke: 20
 # alignment steps at LoRA lr 1e-3 (12 steps at 2e-4 left format and legal flat; curec_align's 24 at 1e-3 moved legal);
-# 40 recommender epochs at most, early-stopped (at 10 the validation NDCG was still rising: curec_text 0.044 -> 0.063)
+# 40 recommender epochs at most, early-stopped (at 10 the validation NDCG was still rising: curec_text 0.044 -> 0.063);
+# one correction reply per backward pass (4 replies to ~600-token prompts in one pass held 8.9 GB, one 3.0 GB)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class CURecConfig:
     correction_interactions: int | None = option(None, "training interactions corrected, a seeded draw among those users; 0 = all")
     correction_batch: int | None = option(None, "interactions per correction GRPO step (a window with more takes several steps)")
     correction_lr: float | None = option(None, "correction GRPO learning rate (LoRA on the aligned model)")
+    correction_backward: int | None = option(None, "correction replies per forward/backward pass (gradients summed): memory, not the result")
     lora_rank: int = option(8, "LoRA rank of alignment and correction")
     hidden: int = option(64, "recommender size: id, pattern and reason embeddings (paper 64)")
     heads: int = option(2, "attention heads (pattern-reason attention and the sequence encoder)")
@@ -331,7 +333,8 @@ class CURec(ScoringMethod):
             reasons = [tagged_text(THINK + r, "reason")[0] for r in replies]
             return self.model.reward(hist, us, its, self.embedder.encode(reasons))
 
-        config = GroupStepConfig(num_generations=c.group_size, max_new_tokens=c.text_tokens, lr=c.correction_lr)
+        config = GroupStepConfig(num_generations=c.group_size, max_new_tokens=c.text_tokens, lr=c.correction_lr,
+                                 backward_batch=c.correction_backward)
         trainer = GroupStepTrainer(policy, tokenizer, config, reward_fn=reward, seed=self.seed)
         live = TransformersBackend(policy, tokenizer, fingerprint=f"curec-correction:{self.seed}", batch_size=c.gen_batch_size)
         render = lambda m: tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) + THINK  # noqa: E731
