@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from recbench.llm.rewards import RewardSpec, build_reward, combine
+from test_session_embed import tiny_st  # noqa: F401  (the tiny sentence-transformers fixture)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # shared 2-core machines: no OpenMP oversubscription
 
@@ -194,3 +195,34 @@ def test_alignment_candidates_are_the_target_and_never_seen_items():
         assert sorted(options.tolist()).count(target) == 1 and len(set(options.tolist())) == 5
         assert not (set(options.tolist()) - {target}) & seen  # negatives: items the user never interacted with
     assert [examples.histories.items_of(r).tolist() for r in range(3)] == [[0, 1], [0, 1, 2], [4]]
+
+
+# --- the whole method, tiny ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["curec", "curec_ap"])
+def test_curec_runs_end_to_end_on_a_tiny_task(name, tiny_st, tmp_path, monkeypatch):
+    """Alignment, patterns and reasons, the recommender, then correction, with a tiny random LLM and embedder.
+    The random LLM's greedy text holds no word, so pattern and reason writing answers canned tagged replies
+    (else no user has a pattern and correction never runs); correction samples from the policy itself."""
+    from recbench.llm.trainers.group_step import GroupStepTrainer
+    from recbench.manager import load_registry
+    from recbench.testing import run_method, tiny_task
+
+    monkeypatch.setenv("RECBENCH_HOME", str(tmp_path))  # checkpoints and generation caches of its own
+    method = load_registry().methods.get(name)
+    canned = "<think>x</think><pattern>Likes comedy and drama.</pattern><reason>Same genre as before.</reason>"
+    monkeypatch.setattr(method, "generate", lambda self, backend, prompts, tokens: [canned] * len(prompts))
+    steps, step = [], GroupStepTrainer.step
+    monkeypatch.setattr(GroupStepTrainer, "step", lambda self, *a: steps.append(step(self, *a)) or steps[-1])
+    task, data = tiny_task("fullrank")
+    config = method.Config(model="tiny-random-llama", embedder=tiny_st, align_prompts=4, align_valid=2, align_tokens=6,
+                           align_history_tokens=32, group_size=2, prompts_per_step=2, history_items=3, pattern_users=3,
+                           reasons_per_user=1, text_tokens=6, windows=2, correction_interactions=4, correction_batch=2,
+                           correction_backward=1, hidden=8, heads=2, blocks=1, max_len=5, rm_epochs=2, rm_batch=8,
+                           positions_per_user=2, gen_batch_size=4)
+    out = run_method(method, config, 0, task, data, batch_size=64)
+    assert out.items.shape[0] == len(data.test_inputs)
+    assert all(e["pattern"] == "Likes comedy and drama." for e in out.extras if e["pattern"] is not None)
+    assert any(e["pattern"] is not None for e in out.extras) and len(steps) >= 2  # two windows: correction ran
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["reward"]) for r in steps)
