@@ -75,6 +75,28 @@ def test_rl_raises_a_reward_that_depends_on_the_prompt(algorithm, expressive_tin
     assert last >= 0.58 and last >= first + 0.04, (first, last, curve)
 
 
+def test_backward_batch_splits_a_step_into_passes_and_keeps_one_update_per_group(expressive_tiny, tmp_path, monkeypatch):
+    """``backward_batch=4`` of 2 prompts x 8 replies: 4 forward/backward passes of 4 completions, one optimizer step."""
+    from recbench.llm.trainers import BuildContext
+    from recbench.llm.trainers.grpo import GRPOArgs, _common
+
+    args = GRPOArgs(num_generations=8, prompts_per_step=2, backward_batch=4)
+    trl = _common(BuildContext(None, None, None, {"gradient_accumulation_steps": 1, "per_device_train_batch_size": 1}, args))
+    assert (trl["per_device_train_batch_size"], trl["gradient_accumulation_steps"], trl["steps_per_generation"]) == (4, 4, 4)
+    with pytest.raises(ValueError, match="backward_batch must divide"):
+        GRPOArgs(num_generations=8, prompts_per_step=2, backward_batch=3)
+    monkeypatch.setitem(REWARDS, "test_half", half_reward)
+    rows = [{"prompt": PROMPTS[want], "answer_row": json.dumps({"want": want})} for _ in range(3) for want in PROMPTS]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    options = {"rewards": ({"name": "test_half", "weight": 1.0, "args": {}},), "num_generations": 8,
+               "prompts_per_step": 2, "max_completion_length": 6, "backward_batch": 4}
+    job = TrainJob("grpo", str(expressive_tiny), str(path), lr=1e-2, batch_size=16, max_length=128, lora_dropout=0.0,
+                   options=options, gradient_checkpointing=False)
+    run_job(job, tmp_path / "out")
+    assert len(json.loads((tmp_path / "out" / LOG_FILE).read_text())["curve"]) == 3  # one update per 2 prompts
+
+
 def test_the_plan_counts_one_rl_step_per_group_of_prompts():
     from recbench.plugins.llm.grpo import GRPO, RLOO
 

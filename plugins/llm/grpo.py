@@ -51,6 +51,15 @@ class GRPOConfig(PostTrainConfig):
     start: Literal["base", "sft"] = option(
         "base", "what the policy starts from: the base model, or the checkpoint `sft` chooses (same output; the reference of the KL term)")
     start_examples: int | None = option(None, "start=sft: that SFT run's training examples (None: its preset's)")
+    backward_batch: int = option(0, "replies per forward/backward pass, gradients summed into one update (0: the whole step's "
+                                    "at once); less memory, the same update")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        step = self.num_generations * self.prompts_per_step
+        if self.backward_batch < 0 or (self.backward_batch and step % self.backward_batch):
+            raise ValueError(f"backward_batch must divide num_generations x prompts_per_step ({step}), e.g. "
+                             f"backward_batch={self.num_generations}; got {self.backward_batch}")
 
     def reward_specs(self, selection_metric: str) -> tuple[RewardSpec, ...]:
         specs = []
@@ -76,6 +85,8 @@ class GRPO(FromSFT, PostTrained):
                    "max_completion_length": c.max_new_tokens, "temperature": c.train_temperature, "beta": c.beta}
         if self.trainer == "grpo":
             options["loss_type"] = c.loss_type
+        if c.backward_batch:  # absent at 0, so checkpoints trained before the option keep their keys
+            options["backward_batch"] = c.backward_batch
         return options
 
     def steps(self, rows: int) -> int:

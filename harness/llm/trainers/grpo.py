@@ -10,6 +10,12 @@ KL weight to the reference policy (beta in the papers) is ``beta`` (0 drops the 
 paper (``"dapo"``, TRL's default, normalises over all tokens of the batch); the clip range is
 ``epsilon``; advantages are rewards standardised within each group (``scale_rewards="group"``).
 RLOO uses the leave-one-out mean of the other G-1 rewards as the baseline.
+
+``backward_batch`` (0: all G x prompts_per_step completions in one pass) splits each optimizer
+step's completions into forward/backward passes of that many, their gradients accumulated (TRL's
+``per_device_train_batch_size`` and ``gradient_accumulation_steps``; the generation batch and the
+update stay the same): the activations of 8 completions of ~500 tokens took a 135M model's GRPO
+run to 18 GB.
 """
 
 from __future__ import annotations
@@ -34,8 +40,12 @@ class GRPOArgs:
     epsilon: float = 0.2
     scale_rewards: str = "group"
     use_vllm: bool = False  # generate with vLLM colocated in the training process (GPU machines with vllm installed)
+    backward_batch: int = 0  # completions per forward/backward pass (0: the whole step's in one)
 
     def __post_init__(self) -> None:
+        step = self.num_generations * self.prompts_per_step
+        if self.backward_batch < 0 or (self.backward_batch and step % self.backward_batch):
+            raise ValueError(f"backward_batch must divide num_generations x prompts_per_step ({step}), got {self.backward_batch}")
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be at least 2 (a group needs a baseline), got {self.num_generations}")
         if not self.rewards:
@@ -62,9 +72,12 @@ def trl_reward(spec_dict: dict[str, Any]):
 def _common(ctx: BuildContext) -> dict[str, Any]:
     c = ctx.config
     args = {k: v for k, v in ctx.args.items() if k not in ("max_length", "per_device_train_batch_size")}
+    step = c.num_generations * c.prompts_per_step
+    passes = step // c.backward_batch if c.backward_batch else 1
+    accumulation = args.get("gradient_accumulation_steps", 1) * passes
     return dict(args, num_generations=c.num_generations, max_completion_length=c.max_completion_length,
-                temperature=c.temperature, beta=c.beta, epsilon=c.epsilon,
-                per_device_train_batch_size=c.num_generations * c.prompts_per_step,
+                temperature=c.temperature, beta=c.beta, epsilon=c.epsilon, per_device_train_batch_size=step // passes,
+                gradient_accumulation_steps=accumulation, steps_per_generation=accumulation,
                 reward_weights=[float(r.get("weight", 1.0)) for r in c.rewards])
 
 
