@@ -44,6 +44,15 @@ def test_builtins_register_through_hooks():
     assert registry.methods.sources["most_popular"] == "recbench.plugins.classic.most_popular"
 
 
+def test_every_builtin_method_builds_its_default_config():
+    """``recbench run --method NAME`` with no ``--set`` starts from ``Config()``: it must build (a preset's None
+    options included), for every registered method."""
+    registry = load_registry(get_plugin_manager())
+    for name in registry.methods.names():
+        cls = registry.methods.get(name)
+        assert cls.Config() is not None, name
+
+
 class _Dummy(ScoringMethod):
     name = "most_popular"
     description = "an impostor"
