@@ -46,11 +46,17 @@ def test_builtins_register_through_hooks():
 
 def test_every_builtin_method_builds_its_default_config():
     """``recbench run --method NAME`` with no ``--set`` starts from ``Config()``: it must build (a preset's None
-    options included), for every registered method."""
+    options included), and no attribute of the method may hide a hook the runner calls."""
+    from recbench.method import Method
+
+    hooks = [k for k, v in vars(Method).items() if callable(v) and not k.startswith("__")]
     registry = load_registry(get_plugin_manager())
     for name in registry.methods.names():
         cls = registry.methods.get(name)
         assert cls.Config() is not None, name
+        method = cls(cls.Config(), seed=0)
+        shadowed = [k for k in hooks if not callable(getattr(method, k))]
+        assert not shadowed, f"{name}: {shadowed} shadow the runner's Method hooks (verbal_* once had stages = a tuple)"
 
 
 class _Dummy(ScoringMethod):

@@ -101,7 +101,7 @@ class RLHFStage(PostTrained):
         sft = self.start_recipe()
         sft.fit(data)
         metric = sft.chosen["selection_metric"]
-        self.stages = {"sft_lr": sft.chosen["lr"], f"sft_valid_{metric}": sft.chosen[f"valid_{metric}"],
+        self.stage_report = {"sft_lr": sft.chosen["lr"], f"sft_valid_{metric}": sft.chosen[f"valid_{metric}"],
                        "sft_checkpoint": sft.chosen["checkpoint"]}
         return sft
 
@@ -120,7 +120,7 @@ class RLHFStage(PostTrained):
         return [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs], report.to_dict()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), **getattr(self, "stages", {})}
+        return {**super().describe(), **getattr(self, "stage_report", {})}
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,7 @@ class RLHFPPO(RLHFStage):
                            dtype=c.dtype, gradient_checkpointing=c.gradient_checkpointing)
             checkpoint = trained_checkpoint(job, processes=c.processes)
         accuracy = pairwise_accuracy(str(checkpoint.path), held_out)
-        self.stages.update({**report, **{k.replace("pref_", "pref_valid_"): v for k, v in held_report.items()},
+        self.stage_report.update({**report, **{k.replace("pref_", "pref_valid_"): v for k, v in held_report.items()},
                             "rm_checkpoint": checkpoint.path.name, "rm_train_loss": checkpoint.provenance.get("train_loss"),
                             "rm_curve": checkpoint.provenance.get("curve"), **accuracy})
         return checkpoint.path

@@ -101,7 +101,7 @@ class VerbalTemplate(GRPO):
     description = "Reasoner LLM on the template verbalization (field concatenation): the verbalization paper's reference"
     Config = VerbalizationConfig
     verbalizer_kind: ClassVar[str] = "template"
-    stages: ClassVar[tuple[str, ...]] = ()
+    trained_stages: ClassVar[tuple[str, ...]] = ()
     length_reward: ClassVar[bool] = True
 
     # --- fitting: the stages this method trains, in order ------------------------------------
@@ -120,7 +120,7 @@ class VerbalTemplate(GRPO):
         self.verbalizer = self.build_verbalizer()
         self.fitted: dict[str, Any] = {}
         self._verbalizer_backends: dict[str, Any] = {}
-        for stage in self.stages:
+        for stage in self.trained_stages:
             self.stage = stage
             super().fit(data)  # PostTrained: rows of this stage, one checkpoint per lr, the best on validation
             if stage == STAGE1:
@@ -227,7 +227,7 @@ class VerbalTemplate(GRPO):
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out.update(verbalizer=self.verbalizer_kind, stages=list(self.stages), trained=getattr(self, "fitted", {}))
+        out.update(verbalizer=self.verbalizer_kind, stages=list(self.trained_stages), trained=getattr(self, "fitted", {}))
         if self.verbalizer_kind != "template":
             out["verbalizer_backend"] = self.verbalizer.fingerprint
         return out
@@ -243,14 +243,14 @@ class VerbalAction(VerbalTemplate):
     name = "verbal_action"
     description = "Verbalizer GRPO (oracle reasoner reward) restricted to keep/drop and enrich actions per interaction"
     verbalizer_kind = "action"
-    stages = (STAGE1,)
+    trained_stages = (STAGE1,)
 
 
 class VerbalRewrite(VerbalTemplate):
     name = "verbal_rewrite"
     description = "Verbalizer GRPO: an LLM rewrites the history, rewarded by a frozen oracle reasoner and a length plateau"
     verbalizer_kind = "rewrite"
-    stages = (STAGE1,)
+    trained_stages = (STAGE1,)
 
 
 class VerbalRewriteAcc(VerbalRewrite):
@@ -262,13 +262,13 @@ class VerbalRewriteAcc(VerbalRewrite):
 class VerbalRewriteReasoner(VerbalRewrite):
     name = "verbal_rewrite_reasoner"
     description = "Rewrite verbalizer GRPO, then reasoner GRPO (+1/-1) on its frozen verbalizations: the full pipeline"
-    stages = (STAGE1, STAGE2)
+    trained_stages = (STAGE1, STAGE2)
 
 
 class VerbalReasonerTemplate(VerbalTemplate):
     name = "verbal_reasoner_template"
     description = "Reasoner GRPO (+1/-1) on template verbalizations: the raw-interactions ablation"
-    stages = (STAGE2,)
+    trained_stages = (STAGE2,)
 
 
 METHODS = (VerbalTemplate, VerbalZeroShot, VerbalAction, VerbalRewrite, VerbalRewriteAcc, VerbalRewriteReasoner,
