@@ -128,6 +128,19 @@ class VerbalTemplate(GRPO):
             self.fitted[stage] = self.chosen
         self.stage = ""
 
+    @property
+    def stage_prefix(self) -> str:  # the plan and the progress bars say which stage trains
+        return f"{self.stage} " if self.stage else ""
+
+    def fit_stages(self, data: Any) -> list[Any]:
+        """The planned training of each trained stage in turn; none for the untrained rows."""
+        out = []
+        for stage in self.trained_stages:
+            self.stage = stage
+            out += super().fit_stages(data)
+        self.stage = ""
+        return out
+
     def build_verbalizer(self) -> Any:
         if self.verbalizer_kind == "template":
             return get_verbalizer("template", self.catalog)
