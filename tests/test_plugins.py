@@ -47,7 +47,7 @@ def test_builtins_register_through_hooks():
 def test_every_builtin_method_builds_its_default_config():
     """``recbench run --method NAME`` with no ``--set`` starts from ``Config()``: it must build (a preset's None
     options included), and no attribute of the method may hide a hook the runner calls."""
-    from recbench.method import Method
+    from recbench.method import FitSummary, Method
 
     hooks = [k for k, v in vars(Method).items() if callable(v) and not k.startswith("__")]
     registry = load_registry(get_plugin_manager())
@@ -57,6 +57,7 @@ def test_every_builtin_method_builds_its_default_config():
         method = cls(cls.Config(), seed=0)
         shadowed = [k for k in hooks if not callable(getattr(method, k))]
         assert not shadowed, f"{name}: {shadowed} shadow the runner's Method hooks (verbal_* once had stages = a tuple)"
+        assert all(stage.name for stage in method.stages(FitSummary(1000, 100, 100, 50, 200))), name  # the run plan
 
 
 class _Dummy(ScoringMethod):
