@@ -102,3 +102,20 @@ def test_the_plan_counts_one_rl_step_per_group_of_prompts():
 
     method = GRPO(GRPO.Config(preset="cpu", train_examples=96, prompts_per_step=2))
     assert method.steps(96) == 48 and RLOO(RLOO.Config(preset="cpu", prompts_per_step=4)).steps(64) == 16
+
+
+def test_a_reward_that_asks_a_backend_does_not_count_as_training_steps(monkeypatch):
+    """An oracle's backend advances the open stage per prompt; inside a reward those are not optimizer steps."""
+    from recbench import progress
+    from recbench.llm.trainers.grpo import trl_reward
+
+    def chatty():
+        return lambda replies, rows: [progress.advance(4) or 0.5 for _ in replies]
+
+    monkeypatch.setitem(REWARDS, "test_chatty", chatty)
+    reward = trl_reward({"name": "test_chatty", "weight": 1.0, "args": {}})
+    with progress.stage("training", 8, "step") as training:
+        assert reward(["p", "p"], ["a", "b"], [json.dumps({})] * 2) == [0.5, 0.5]
+        assert training.done == 0
+        progress.advance()  # the trainer's own step still counts
+        assert training.done == 1

@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from recbench import progress
 from recbench.errors import ConfigError
 from recbench.llm.trainers import BuildContext, TrainerSpec, register_trainer
 
@@ -63,7 +64,9 @@ def trl_reward(spec_dict: dict[str, Any]):
         rows = [json.loads(r) for r in answer_row]
         texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
         replies = [row.get("forced_prefix", "") + text for row, text in zip(rows, texts)]
-        return checked(spec.name, function(replies, rows), len(replies)).tolist()
+        with progress.hidden():  # a reward that asks a backend (an oracle) must not count as training steps
+            values = function(replies, rows)
+        return checked(spec.name, values, len(replies)).tolist()
 
     reward.__name__ = spec.name
     return reward
