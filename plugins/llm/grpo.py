@@ -56,8 +56,12 @@ class GRPOConfig(PostTrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        step = (self.num_generations or 1) * (self.prompts_per_step or 1)  # None: a subclass's preset decides
-        if self.backward_batch < 0 or (self.backward_batch and step % self.backward_batch):
+        if self.backward_batch < 0:
+            raise ValueError(f"backward_batch must be 0 (one pass) or positive, got {self.backward_batch}")
+        if self.num_generations is None or self.prompts_per_step is None:
+            return  # a subclass's preset fills them: the training job checks the division
+        step = self.num_generations * self.prompts_per_step
+        if self.backward_batch and step % self.backward_batch:
             raise ValueError(f"backward_batch must divide num_generations x prompts_per_step ({step}), e.g. "
                              f"backward_batch={self.num_generations}; got {self.backward_batch}")
 
