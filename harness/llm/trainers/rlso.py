@@ -176,8 +176,8 @@ class RLSOTrainer:
         attention = enc["attention_mask"].repeat_interleave(n, dim=0)
         full = torch.cat([ids, replies], dim=1)
         full_attention = torch.cat([attention, mask.long()], dim=1)
-        # only the logits that predict reply tokens: the full (batch, prompt + reply, vocabulary) tensor
-        # and its log-softmax reached 19 GB in CURec's correction (long prompts, a 150k vocabulary)
+        # only the logits that predict reply tokens: with long prompts the full (batch, prompt + reply,
+        # vocabulary) tensor and its log-softmax are gigabytes (600-token prompts x 49k-150k vocabularies)
         keep = replies.shape[1] + 1
         logits = model(input_ids=full, attention_mask=full_attention, logits_to_keep=keep).logits[:, :-1]
         logits = logits / (self.config.temperature + 1e-7)
