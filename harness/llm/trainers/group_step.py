@@ -11,9 +11,10 @@ reason-aware recommender, whose item reason lists change after every step) canno
    paper, DeepSeekMath's GRPO advantage); a group whose rewards are all equal gets advantage 0;
 3. one AdamW step on ``-mean(A * sum(log pi(o)) / |o|)``: the per-sequence, token-averaged GRPO
    objective, its gradient accumulated over chunks of ``backward_batch`` replies (the same gradient,
-   a fraction of the activations: 16 replies to 450-token prompts held about 12 GB in one pass). The replies were just sampled from this very policy, so the importance ratio is 1
-   and the clipped term's gradient is exactly this one; the KL term to a reference is not used
-   (beta 0, TRL's default).
+   a fraction of the activations: with SmolLM2-135M and ~630-token sequences, 4 replies per pass
+   peaked at 8.9 GB and 1 at 3.0 GB). The replies were just sampled from this very policy, so the
+   importance ratio is 1 and the clipped term's gradient is exactly this one; the KL term to a
+   reference is not used (beta 0, TRL's default).
 
 Sampling and the replies' log-probabilities are :class:`~recbench.llm.trainers.rlso.RLSOTrainer`'s.
 """
