@@ -103,6 +103,7 @@ class VerbalTemplate(GRPO):
     verbalizer_kind: ClassVar[str] = "template"
     trained_stages: ClassVar[tuple[str, ...]] = ()
     length_reward: ClassVar[bool] = True
+    stage: str = ""  # the stage being planned or trained (STAGE1, STAGE2); "" outside them
 
     # --- fitting: the stages this method trains, in order ------------------------------------
 
