@@ -23,6 +23,7 @@ from recbench.config import option
 from recbench.examples import ExampleSet, Targets
 from recbench.llm.recipe import PRESETS, PostTrainConfig, PostTrained
 from recbench.llm.rewards import RewardSpec, build_reward
+from recbench.llm.trainers.grpo import check_backward_batch
 from recbench.plugins.llm.sft import FromSFT
 
 RL_PRESETS: dict[str, dict[str, Any]] = {
@@ -56,14 +57,7 @@ class GRPOConfig(PostTrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.backward_batch < 0:
-            raise ValueError(f"backward_batch must be 0 (one pass) or positive, got {self.backward_batch}")
-        if self.num_generations is None or self.prompts_per_step is None:
-            return  # a subclass's preset fills them: the training job checks the division
-        step = self.num_generations * self.prompts_per_step
-        if self.backward_batch and step % self.backward_batch:
-            raise ValueError(f"backward_batch must divide num_generations x prompts_per_step ({step}), e.g. "
-                             f"backward_batch={self.num_generations}; got {self.backward_batch}")
+        check_backward_batch(self.backward_batch, self.num_generations, self.prompts_per_step)  # before any training
 
     def reward_specs(self, selection_metric: str) -> tuple[RewardSpec, ...]:
         specs = []

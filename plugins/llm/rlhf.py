@@ -102,7 +102,7 @@ class RLHFStage(PostTrained):
         sft.fit(data)
         metric = sft.chosen["selection_metric"]
         self.stage_report = {"sft_lr": sft.chosen["lr"], f"sft_valid_{metric}": sft.chosen[f"valid_{metric}"],
-                       "sft_checkpoint": sft.chosen["checkpoint"]}
+                             "sft_checkpoint": sft.chosen["checkpoint"]}
         return sft
 
     def preference_pairs(self, sft: PostTrained, examples: ExampleSet, targets: Targets) -> tuple[list[dict], dict]:
@@ -231,8 +231,8 @@ class RLHFPPO(RLHFStage):
             checkpoint = trained_checkpoint(job, processes=c.processes)
         accuracy = pairwise_accuracy(str(checkpoint.path), held_out)
         self.stage_report.update({**report, **{k.replace("pref_", "pref_valid_"): v for k, v in held_report.items()},
-                            "rm_checkpoint": checkpoint.path.name, "rm_train_loss": checkpoint.provenance.get("train_loss"),
-                            "rm_curve": checkpoint.provenance.get("curve"), **accuracy})
+                                  "rm_checkpoint": checkpoint.path.name, "rm_train_loss": checkpoint.provenance.get("train_loss"),
+                                  "rm_curve": checkpoint.provenance.get("curve"), **accuracy})
         return checkpoint.path
 
     def reward_options(self) -> tuple[dict[str, Any], ...]:

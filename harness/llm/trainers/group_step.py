@@ -71,12 +71,12 @@ class GroupStepTrainer(RLSOTrainer):
         advantages = torch.tensor(group_advantages(raw, g), dtype=torch.float32)
         self.model.train()
         self.optimizer.zero_grad()
+        per_reply = {k: v.repeat_interleave(g, dim=0) for k, v in enc.items()}  # each reply's prompt
         loss, total, chunk = 0.0, len(replies), self.config.backward_batch
         for start in range(0, total, chunk):
-            rows = slice(start, start + chunk)
-            part = {k: v.repeat_interleave(g, dim=0)[rows] for k, v in enc.items()}  # this chunk's prompts, per reply
-            logp = self.logprobs(part, replies[rows], mask[rows], n=1)
-            part_loss = -(advantages[rows] * logp / mask[rows].sum(dim=1).clamp(min=1)).sum() / total
+            part = slice(start, start + chunk)
+            logp = self.logprobs({k: v[part] for k, v in per_reply.items()}, replies[part], mask[part], n=1)
+            part_loss = -(advantages[part] * logp / mask[part].sum(dim=1).clamp(min=1)).sum() / total
             part_loss.backward()
             loss += float(part_loss.detach())
         self.optimizer.step()

@@ -44,13 +44,21 @@ class GRPOArgs:
     backward_batch: int = 0  # completions per forward/backward pass (0: the whole step's in one)
 
     def __post_init__(self) -> None:
-        step = self.num_generations * self.prompts_per_step
-        if self.backward_batch < 0 or (self.backward_batch and step % self.backward_batch):
-            raise ValueError(f"backward_batch must divide num_generations x prompts_per_step ({step}), got {self.backward_batch}")
+        check_backward_batch(self.backward_batch, self.num_generations, self.prompts_per_step)
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be at least 2 (a group needs a baseline), got {self.num_generations}")
         if not self.rewards:
             raise ValueError("rewards: name at least one reward")
+
+
+def check_backward_batch(backward_batch: int, num_generations: int | None, prompts_per_step: int | None) -> None:
+    """``backward_batch`` is 0 (one pass) or divides a step's ``num_generations x prompts_per_step`` completions
+    (unknown counts, a preset's still to come, are checked when they are known)."""
+    if backward_batch < 0:
+        raise ValueError(f"backward_batch must be 0 (one pass) or positive, got {backward_batch}")
+    if backward_batch and num_generations and prompts_per_step and (num_generations * prompts_per_step) % backward_batch:
+        raise ValueError(f"backward_batch must divide num_generations x prompts_per_step "
+                         f"({num_generations * prompts_per_step}), e.g. backward_batch={num_generations}; got {backward_batch}")
 
 
 def trl_reward(spec_dict: dict[str, Any]):
