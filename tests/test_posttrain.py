@@ -76,6 +76,20 @@ def test_each_recipe_trains_and_changes_the_models_scores(recipe, artwork, base_
         assert Path(chosen["start_checkpoint"]).name.startswith("sft-")
 
 
+def test_dpo_with_an_sft_term_trains_through_trl_and_only_then_names_it(artwork, base_logliks):
+    from recbench.llm.trainers.dpo import DPOArgs
+
+    assert DPOArgs().losses() == {"loss_type": ["sigmoid"]}
+    assert DPOArgs(sft_weight=0.5).losses() == {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}
+    with pytest.raises(ValueError, match="sft_weight"):
+        DPO.Config(sft_weight=-1.0)
+    assert "sft_weight" not in DPO(DPO.Config(**TINY)).trainer_options()  # old checkpoints keep their keys
+    method = DPO(DPO.Config(**TINY, sft_weight=1.0))
+    assert method.trainer_options() == {"beta": 0.1, "sft_weight": 1.0}
+    method.fit(artwork[1].fit)
+    assert not np.allclose(_option_logliks(method, artwork), base_logliks, atol=1e-3)
+
+
 class FakeTeacher:
     """Justifies every answer; then predicts the given answers, in the order it is asked."""
 

@@ -39,11 +39,15 @@ class DPOConfig(PostTrainConfig):
     gradient_checkpointing: bool | None = option(None, "recompute activations in the backward pass: less memory, more time (smoke and paper on)")
     output: Literal["text", "number", "reason", "think"] = option("text", "candidate tasks: answer with the option's text or its number")
     beta: float = option(0.1, "DPO temperature: how far the policy may move from the reference")
+    sft_weight: float = option(0.0, "weight of the chosen reply's NLL added to the DPO loss (RPO; keeps the chosen reply "
+                                    "likely); 0 = pure DPO, the paper's")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.beta <= 0:
             raise ValueError(f"beta must be positive, got {self.beta}")
+        if self.sft_weight < 0:
+            raise ValueError(f"sft_weight must be 0 (pure DPO) or positive, got {self.sft_weight}")
         if self.output == "reason":
             raise ValueError("dpo pairs plain answers: output must be 'text' or 'number' (use sft_dpo with start=sft_reason)")
 
@@ -55,7 +59,10 @@ class DPO(PostTrained):
     trainer = "dpo"
 
     def trainer_options(self) -> dict[str, Any]:
-        return {"beta": self.config.beta}
+        options: dict[str, Any] = {"beta": self.config.beta}
+        if self.config.sft_weight:  # absent at 0, so checkpoints trained before the option keep their keys
+            options["sft_weight"] = self.config.sft_weight
+        return options
 
     def training_rows(self, examples: ExampleSet, targets: Targets) -> list[dict[str, Any]]:
         style = self.style()
