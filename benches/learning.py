@@ -7,8 +7,9 @@ Every recipe runs through the real harness (``recbench run --task learnability -
 --set preset=cpu``), as its own process whose tree's memory (PSS) is sampled every second (the peak), and so
 does its untrained start (``zero_shot`` with the same model and answer format). Printed per
 recipe: held-out accuracy (200 test users) before and after with 95% bootstrap intervals, the
-gain, training wall time, the process's peak memory, and the path of a PNG of the training curve
-(loss per step; mean reward per step for the RL recipes). Results files land in ``results/`` like
+gain, the most common test answer and its share (near 100%: the policy answers one position
+whatever the prompt), training wall time, the process's peak memory, and the path of a PNG of the
+training curve (loss per step; mean reward per step for the RL recipes, with a running mean). Results files land in ``results/`` like
 any run, so the leaderboard shows the same rows. Target on 2 CPU cores: every recipe gains at
 least +0.30 over its start, the intervals do not overlap, in under 15 minutes of training.
 """
@@ -58,7 +59,8 @@ def tree_memory_gb(pid: int) -> float:
 
 
 def run(method: str, settings: list[str], log: Path) -> tuple[dict, float, float]:
-    """One ``recbench run``: its results document, wall seconds and peak memory (GB) of its process tree."""
+    """One ``recbench run``: its results document (its path under ``"_path"``), wall seconds and peak memory (GB) of
+    its process tree."""
     command = [str(ROOT / ".venv/bin/recbench"), "run", "--task", "learnability", "--method", method,
                *[part for s in settings for part in ("--set", s)]]
     start, peak = time.perf_counter(), 0.0
@@ -75,7 +77,19 @@ def run(method: str, settings: list[str], log: Path) -> tuple[dict, float, float
     path = re.findall(r"->\s+(\S+\.json)", text)
     if not path:
         raise SystemExit(f"{method}: no results path in the output; see {log}")
-    return json.loads((ROOT / path[-1]).read_text()), wall, peak
+    return {**json.loads((ROOT / path[-1]).read_text()), "_path": path[-1]}, wall, peak
+
+
+def top_answer_share(doc: dict) -> tuple[str, float]:
+    """The most common test answer and its share: near 1.0 means the policy answers the same position whatever the
+    prompt (a constant answer earns chance here, so a rise of the training reward can come from that alone)."""
+    from collections import Counter
+
+    from recbench.results import examples_file_of, read_examples
+
+    rows = read_examples(examples_file_of(ROOT / doc["_path"], doc))
+    answer, count = Counter(str(r.get("choice")) for r in rows).most_common(1)[0]
+    return answer, count / max(1, len(rows))
 
 
 def accuracy(doc: dict) -> tuple[float, float, float]:
@@ -95,6 +109,13 @@ def plot_curve(name: str, curve: list[dict], path: Path) -> str:
     for ax, key in zip(axes[0], keys):
         points = [(p["step"], p[key]) for p in curve if key in p]
         ax.plot(*zip(*points), marker=".", linewidth=1)
+        window = max(1, len(points) // 8)  # one prompt per step is noisy: a running mean of ~1/8 of the run
+        if window > 1:
+            steps, values = zip(*points)
+            smooth = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+                      for i in range(len(values))]
+            ax.plot(steps, smooth, linewidth=2, label=f"mean of {window}")
+            ax.legend(fontsize=7)
         ax.set_title(f"{name}: {key}")
         ax.set_xlabel("step")
     fig.tight_layout()
@@ -130,17 +151,19 @@ def main(argv: list[str] | None = None) -> int:
         trial = next(iter(fitted.get("trials", {}).values()), {})
         png = plot_curve(recipe, fitted.get("curve") or [], out / f"{recipe}-curve.png") if fitted.get("curve") else "-"
         b, a = accuracy(before), accuracy(after)
+        top, share = top_answer_share(after)
         rows.append({"recipe": entry, "output": output, "before": b, "after": a, "gain": a[0] - b[0],
+                     "top_answer": top, "top_answer_share": round(share, 3),
                      "separated": a[1] > b[2], "train_s": sum(t.get("train_seconds") or 0 for t in fitted.get("trials", {}).values()),
                      "run_s": wall, "peak_gb": peak, "curve": png, "lr": fitted.get("lr"), "rows": fitted.get("train_rows"),
                      "reused": trial.get("reused")})
         print(_line(rows[-1]), flush=True)
     (out / "learning.json").write_text(json.dumps(rows, indent=1))
-    print("\n| recipe | output | before | after | gain | CIs apart | train s | run s | peak GB | curve |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| recipe | output | before | after | gain | CIs apart | top answer | train s | run s | peak GB | curve |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['recipe']} | {r['output']} | {_ci(r['before'])} | {_ci(r['after'])} | {r['gain']:+.2f} | "
-              f"{'yes' if r['separated'] else 'no'} | {r['train_s']:.0f} | {r['run_s']:.0f} | {r['peak_gb']:.1f} | {r['curve']} |")
+              f"{'yes' if r['separated'] else 'no'} | {r['top_answer']} ({r['top_answer_share']:.0%}) | {r['train_s']:.0f} | {r['run_s']:.0f} | {r['peak_gb']:.1f} | {r['curve']} |")
     print(f"load average at the end: {os.getloadavg()}")
     return 0
 
@@ -150,7 +173,8 @@ def _ci(v: tuple[float, float, float]) -> str:
 
 
 def _line(r: dict) -> str:
-    return (f"{r['recipe']}: {_ci(r['before'])} -> {_ci(r['after'])} ({r['gain']:+.2f}), train {r['train_s']:.0f} s, "
+    return (f"{r['recipe']}: {_ci(r['before'])} -> {_ci(r['after'])} ({r['gain']:+.2f}), "
+            f"top answer {r['top_answer']} in {r['top_answer_share']:.0%}, train {r['train_s']:.0f} s, "
             f"run {r['run_s']:.0f} s, peak {r['peak_gb']:.1f} GB, lr {r['lr']}, rows {r['rows']}, curve {r['curve']}")
 
 
