@@ -411,6 +411,19 @@ def test_rows_above_the_ceiling_in_process_dirty_or_third_party_are_flagged(stor
     assert "*above ceiling*: a value above the oracle row" in render_leaderboard(TASK, store).markdown
 
 
+def test_an_llm_row_whose_replies_mostly_named_no_answer_is_flagged_with_the_share(store):
+    mute, half, talker = make_doc("mute", 0.20), make_doc("half", 0.25), make_doc("talker", 0.30)
+    mute["diagnostics"], half["diagnostics"] = {"valid_output_rate": 0.135}, {"valid_output_rate": 0.5}
+    talker["diagnostics"] = {"valid_output_rate": 1.0}
+    for doc in (mute, half, talker):
+        doc["execution"] = {"isolation": "worker"}
+    add(store, mute, half, talker)
+    markdown = render_leaderboard(TASK, store).markdown
+    flags = {r["method"]: r["flags"] for r in table_rows(markdown)[0]}
+    assert flags == {"mute": "fallback answers (86%)", "half": "-", "talker": "-"}
+    assert "*fallback answers*: under half of the model's replies" in markdown
+
+
 def test_a_perfect_score_is_not_flagged_where_the_oracle_row_is_perfect_too(store):
     learned = make_doc("sft", 1.0)
     learned["execution"] = {"isolation": "worker"}
