@@ -307,11 +307,15 @@ def own_loop_steps(step: int, steps: int) -> None:
     progress.advance()
 
 
-CURVE_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "accuracy", "margin")
+CURVE_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "accuracy", "margin",
+              # DPO: how far the chosen reply leads, and both replies' log-probabilities (a fall of both is the
+              # likelihood displacement that sft_weight guards against)
+              "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
 
 
 def curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Per logged step: the loss and, for RL trainers, the mean reward, each reward's mean and the entropy."""
+    """Per logged step: the loss; for RL trainers the mean reward, each reward's mean and the entropy; for DPO the
+    reward margin, the pair accuracy and both replies' log-probabilities."""
     out = []
     for entry in log_history:
         if "step" not in entry or ("loss" not in entry and "reward" not in entry):
