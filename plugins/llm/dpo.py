@@ -18,6 +18,7 @@ from recbench import hookimpl
 from recbench.config import option
 from recbench.examples import ExampleSet, Targets
 from recbench.llm.recipe import PRESETS, PostTrainConfig, PostTrained
+from recbench.llm.trainers.dpo import check_dpo_weights
 from recbench.plugins.llm.sft import FromSFT
 
 # DPO runs the policy on the chosen and the rejected answer and the reference on both: about twice
@@ -44,10 +45,7 @@ class DPOConfig(PostTrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.beta <= 0:
-            raise ValueError(f"beta must be positive, got {self.beta}")
-        if self.sft_weight < 0:
-            raise ValueError(f"sft_weight must be 0 (pure DPO) or positive, got {self.sft_weight}")
+        check_dpo_weights(self.beta, self.sft_weight)  # before any training
         if self.output == "reason":
             raise ValueError("dpo pairs plain answers: output must be 'text' or 'number' (use sft_dpo with start=sft_reason)")
 

@@ -22,16 +22,21 @@ class DPOArgs:
     sft_weight: float = 0.0  # weight of the chosen reply's NLL added to the DPO loss (RPO); 0 = pure DPO
 
     def __post_init__(self) -> None:
-        if self.beta <= 0:
-            raise ValueError(f"beta must be positive, got {self.beta}")
-        if self.sft_weight < 0:
-            raise ValueError(f"sft_weight must be 0 (pure DPO) or positive, got {self.sft_weight}")
+        check_dpo_weights(self.beta, self.sft_weight)
 
     def losses(self) -> dict[str, Any]:
         """TRL's ``loss_type`` and ``loss_weights`` for this config."""
         if not self.sft_weight:
             return {"loss_type": ["sigmoid"]}
         return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, self.sft_weight]}
+
+
+def check_dpo_weights(beta: float, sft_weight: float) -> None:
+    """The rule for DPO's ``beta`` and ``sft_weight``, shared by the recipe configs (before any training) and the job."""
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    if sft_weight < 0:
+        raise ValueError(f"sft_weight must be 0 (pure DPO) or positive, got {sft_weight}")
 
 
 def build(ctx: BuildContext):
