@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -112,8 +113,7 @@ def plot_curve(name: str, curve: list[dict], path: Path) -> str:
         window = max(1, len(points) // 8)  # one prompt per step is noisy: a running mean of ~1/8 of the run
         if window > 1:
             steps, values = zip(*points)
-            smooth = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
-                      for i in range(len(values))]
+            smooth = [statistics.fmean(values[max(0, i - window + 1):i + 1]) for i in range(len(values))]
             ax.plot(steps, smooth, linewidth=2, label=f"mean of {window}")
             ax.legend(fontsize=7)
         ax.set_title(f"{name}: {key}")

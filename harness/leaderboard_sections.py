@@ -2,7 +2,7 @@
 
 - :func:`row_flags`: a row above the task's ceiling (the oracle row, or a bounded metric's maximum),
   recorded from a dirty tree or with ``--in-process``, from a third-party plugin (named), or an LLM
-  row where most replies named no valid answer (its value is mostly the task's fallback order).
+  row where most replies named no valid answer (its value is mostly how the task reads an unreadable reply).
 - :func:`paired_tests`: each row against the protocol's reference row on the same examples
   (:mod:`recbench.stats`: paired bootstrap CI, sign-flip p-value, Holm across the table's rows).
 - :func:`seed_section`: rows that differ only by seed, as mean ± sd across seeds.
@@ -30,8 +30,9 @@ FLAG_LEGEND = {
     "dirty tree": "recorded from a git tree with uncommitted changes: the commit alone does not reproduce it",
     "plugin": "a third-party plugin package, named with its version",
     "examples missing": "its per-example file is missing or changed since the run: the Notes say how to restore it",
-    "fallback answers": "under half of the model's replies named a valid answer (`valid_output_rate`); the task's fallback "
-                        "order stands in for the rest, so the value measures that order more than the model",
+    "fallback answers": "under half of the model's replies named a valid answer (`valid_output_rate`); the rest count as the "
+                        "task reads an unreadable reply (candidates in their shown order, or an empty list), so the value "
+                        "measures that more than the model",
 }
 FALLBACK_BELOW = 0.5  # valid_output_rate under which a row is flagged "fallback answers"
 
