@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--set", dest="settings", action="append", default=[], help="extra option for every recipe")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        help="extra option for every recipe; task.* settings (e.g. task.max_test_examples=50) reach its start too")
     parser.add_argument("--out", default="benches/out/learning")
     args = parser.parse_args(argv)
     out = ROOT / args.out
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             before, _, _ = run(options["start"], start, out / f"{recipe}-start.log")
         else:
             start = [f"output={output}", "max_new_tokens=160" if output == "reason" else "max_new_tokens=8"]
+            start += [s for s in args.settings if s.startswith("task.")]  # the same test examples as the recipe
             before, _, _ = run("zero_shot", start, out / f"zero_shot-{output}.log")
         after, wall, peak = run(recipe, [f"preset={args.preset}", *args.settings, *own], out / f"{recipe}.log")
         fitted = after["method"].get("fitted", {})
