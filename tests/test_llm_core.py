@@ -314,9 +314,10 @@ def test_the_training_curve_keeps_rl_and_dpo_signals_and_drops_the_rest():
     from recbench.llm.training import curve
 
     history = [{"step": 1, "loss": 0.7, "rewards/margins": 0.1, "logps/chosen": -2.9, "logps/rejected": -3.0,
-                "rewards/accuracies": 0.5, "grad_norm": 3.0, "learning_rate": 1e-3},
-               {"step": 2, "loss": 0.1, "reward": 0.4, "rewards/metric/mean": 0.3, "rewards/metric/std": 0.2},
+                "rewards/accuracies": 0.5, "grad_norm": 3.0, "learning_rate": 1e-3, "epoch": 0.5},
+               {"step": 2, "loss": 0.1, "reward": 0.4, "rewards/metric/mean": 0.3, "rewards/metric/std": 0.2, "epoch": 1.0},
                {"step": 2, "train_runtime": 9.0}]
     assert curve(history) == [
-        {"step": 1, "loss": 0.7, "rewards/margins": 0.1, "logps/chosen": -2.9, "logps/rejected": -3.0, "rewards/accuracies": 0.5},
-        {"step": 2, "loss": 0.1, "reward": 0.4, "rewards/metric/mean": 0.3}]
+        {"step": 1, "loss": 0.7, "rewards/margins": 0.1, "logps/chosen": -2.9, "logps/rejected": -3.0, "rewards/accuracies": 0.5,
+         "epoch": 0.5},
+        {"step": 2, "loss": 0.1, "reward": 0.4, "rewards/metric/mean": 0.3, "epoch": 1.0}]

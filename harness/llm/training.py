@@ -308,14 +308,16 @@ def own_loop_steps(step: int, steps: int) -> None:
 
 
 CURVE_KEYS = ("loss", "reward", "reward_std", "frac_reward_zero_std", "entropy", "kl", "accuracy", "margin",
+              # the fraction of the training set seen: several epochs over the same prompts compare like with like
+              "epoch",
               # DPO: how far the chosen reply leads, and both replies' log-probabilities (a fall of both is the
               # likelihood displacement that sft_weight guards against)
               "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
 
 
 def curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Per logged step: the loss; for RL trainers the mean reward, each reward's mean and the entropy; for DPO the
-    reward margin, the pair accuracy and both replies' log-probabilities."""
+    """Per logged step: the loss and the epoch; for RL trainers the mean reward, each reward's mean and the entropy;
+    for DPO the reward margin, the pair accuracy and both replies' log-probabilities."""
     out = []
     for entry in log_history:
         if "step" not in entry or ("loss" not in entry and "reward" not in entry):
