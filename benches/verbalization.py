@@ -11,13 +11,16 @@ the rest of the rewards and scoring (reference and old log-probabilities), and o
 forward and backward pass of the loss). ``curve`` plots, for every ``verbal_*`` result under
 ``RESULTS_DIR`` (or in one checkpoint's ``train_log.json``), the stage-1 mean reward per step split into its accuracy part (``oracle``,
 r_acc) and its length part (``compression``, r_len), unweighted, into
-``OUT_DIR/verbalization_reward_curve.png``, and prints the numbers.
+``OUT_DIR/verbalization_reward_curve.png``, and prints the numbers; a run of several epochs also gets each
+epoch's mean (dashed), the comparison on the same training prompts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -129,6 +132,24 @@ def stage1_curves(results: Path) -> dict[str, list[dict[str, float]]]:
     return out
 
 
+def epoch_means(curve: list[dict[str, float]]) -> list[tuple[tuple[int, int], dict[str, float]]]:
+    """Per epoch of a multi-epoch run (curves that log ``epoch``): its first and last step and the mean of each
+    reward over its steps. Every epoch visits the same training prompts, so a rise between epochs is learning,
+    not easier prompts. Empty for a one-epoch run."""
+    groups: dict[int, list[dict[str, float]]] = {}
+    for p in curve:
+        if "epoch" in p:
+            groups.setdefault(math.ceil(p["epoch"] - 1e-6), []).append(p)
+    if len(groups) < 2:
+        return []
+    out = []
+    for _, points in sorted(groups.items()):
+        keys = ("reward", "rewards/oracle/mean", "rewards/compression/mean")
+        means = {k: statistics.fmean(p[k] for p in points if k in p) for k in keys if any(k in p for p in points)}
+        out.append(((points[0]["step"], points[-1]["step"]), means))
+    return out
+
+
 def plot(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -149,10 +170,19 @@ def plot(args: argparse.Namespace) -> int:
             if any(v is not None for v in values):
                 ax.plot(steps, values, marker=".", label=name)
         print(name)
+        by_epoch = epoch_means(curve)
+        for ax, key in zip(axes, ("reward", "rewards/oracle/mean", "rewards/compression/mean")):
+            for (first, last), means in by_epoch:
+                if means.get(key) is not None:  # the epoch's mean over the same training prompts, across its steps
+                    ax.hlines(means[key], first, last, linestyles="dashed", linewidth=1.2, color=ax.lines[-1].get_color())
         for p in curve:
             print(f"  step {p['step']:>3}: reward {p.get('reward', float('nan')):.4f}  r_acc "
                   f"{p.get('rewards/oracle/mean', float('nan')):.4f}  r_len {p.get('rewards/compression/mean', float('nan')):.4f}"
                   f"  zero-std groups {p.get('frac_reward_zero_std', float('nan')):.2f}  kl {p.get('kl', float('nan')):.4f}")
+        for number, ((first, last), means) in enumerate(by_epoch, 1):
+            print(f"  epoch {number} (steps {first}-{last}, the same training prompts each epoch): reward "
+                  f"{means.get('reward', float('nan')):.4f}  r_acc {means.get('rewards/oracle/mean', float('nan')):.4f}  "
+                  f"r_len {means.get('rewards/compression/mean', float('nan')):.4f}")
     titles = ("weighted total", "r_acc (oracle)", "r_len (compression plateau)")
     for ax, title in zip(axes, titles):
         ax.set_title(title)
