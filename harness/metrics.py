@@ -408,6 +408,15 @@ def summarize_values(
             "higher_is_better": higher_is_better}
 
 
+def ratio_interval(
+    numerators: np.ndarray, denominators: np.ndarray, *, seed: int = 0, n_bootstrap: int = 2000, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of ``sum(numerators) / sum(denominators)``, resampling the units they count
+    (e.g. the right pairs and all pairs of each prompt: a cluster bootstrap)."""
+    rng = np.random.default_rng(seed)
+    return _bootstrap_ci(np.asarray(numerators, np.float64), np.asarray(denominators, np.float64), n_bootstrap, confidence, rng)
+
+
 def accuracy_by_label(hits_at_1: np.ndarray, label_index: np.ndarray) -> pd.DataFrame:
     """Top-1 accuracy per ground-truth option index (e.g. "the answer was option 3 of 4").
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -129,6 +130,23 @@ def _prompt(tokenizer, text):
     return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
 
 
+def test_reward_model_interval_resamples_prompts_not_pairs():
+    from recbench.llm.reward_model import prompt_bootstrap
+
+    # 10 pairs of one prompt all right, 10 of another all wrong: accuracy 0.5 from two prompts' evidence
+    correct = np.array([1.0] * 10 + [0.0] * 10)
+    low, high = prompt_bootstrap(correct, ["a"] * 10 + ["b"] * 10, n_boot=400)
+    assert (low, high) == (0.0, 1.0)  # a resample of two prompts is both a, both b, or one of each
+    # one pair per prompt: the same as resampling pairs, an interval around 0.5
+    low, high = prompt_bootstrap(correct, [str(i) for i in range(20)], n_boot=400)
+    assert 0.2 <= low < 0.5 < high <= 0.8
+    # prompts weigh by their pairs: 9 right of 9 and 0 of 1 resample to 1.0 (a, a), 0.0 (b, b) or 0.9 (one of
+    # each, half the draws), so the middle 40% of resamples is 0.9; a mean of prompt means would give 0.5
+    from recbench.metrics import ratio_interval
+
+    assert ratio_interval(np.array([9.0, 0.0]), np.array([9.0, 1.0]), confidence=0.4) == pytest.approx((0.9, 0.9))
+
+
 @pytest.mark.usefixtures("one_torch_thread")
 def test_reward_model_trains_scores_and_serves_as_a_reward_then_ppo_takes_steps(tmp_path, monkeypatch, title_row):
     from transformers import AutoTokenizer
@@ -156,7 +174,7 @@ def test_reward_model_trains_scores_and_serves_as_a_reward_then_ppo_takes_steps(
     model, _ = load_model(checkpoint.path, None)
     assert model.config.num_labels == 1 and model.score.weight.shape[0] == 1
     accuracy = pairwise_accuracy(str(checkpoint.path), pairs, n_boot=50)
-    assert accuracy["rm_heldout_pairs"] == 4 and 0 <= accuracy["rm_heldout_accuracy"] <= 1
+    assert accuracy["rm_heldout_pairs"] == 4 and accuracy["rm_heldout_prompts"] == 4 and 0 <= accuracy["rm_heldout_accuracy"] <= 1
     low, high = accuracy["rm_heldout_accuracy_ci95"]
     assert low <= accuracy["rm_heldout_accuracy"] <= high
 
@@ -209,8 +227,6 @@ def test_reward_model_trains_scores_and_serves_as_a_reward_then_ppo_takes_steps(
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_rlhf_recipes_run_the_pipeline_on_a_tiny_title_task(monkeypatch):
-    import numpy as np
-
     from recbench.llm import rewards
     from recbench.manager import load_registry
     from recbench.testing import tiny_task

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from recbench.errors import ConfigError, RecbenchError
+from recbench.metrics import ratio_interval
 
 
 class RewardModelError(RecbenchError):
@@ -113,18 +114,31 @@ def reward_model_reward(checkpoint: str = "", scale: str = "1.0"):
 
 
 def pairwise_accuracy(folder: str, pairs: Sequence[dict[str, Any]], *, n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Held-out accuracy of the reward model on preference pairs (r_chosen > r_rejected), with a bootstrap 95% interval."""
+    """Held-out accuracy of the reward model on preference pairs (r_chosen > r_rejected), with a 95% interval that
+    resamples prompts (:func:`prompt_bootstrap`)."""
     if not pairs:
         return {"rm_heldout_pairs": 0}
     chosen = score_texts(folder, [list(p["prompt"]) + list(p["chosen"]) for p in pairs])
     rejected = score_texts(folder, [list(p["prompt"]) + list(p["rejected"]) for p in pairs])
     correct = (chosen > rejected).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    boots = correct[rng.integers(0, len(correct), size=(n_boot, len(correct)))].mean(axis=1)
-    low, high = np.quantile(boots, [0.025, 0.975])
-    return {"rm_heldout_pairs": len(pairs), "rm_heldout_accuracy": round(float(correct.mean()), 4),
-            "rm_heldout_accuracy_ci95": [round(float(low), 4), round(float(high), 4)],
+    prompts = [json.dumps(p["prompt"], sort_keys=True) for p in pairs]
+    low, high = prompt_bootstrap(correct, prompts, n_boot=n_boot, seed=seed)
+    return {"rm_heldout_pairs": len(pairs), "rm_heldout_prompts": len(set(prompts)),
+            "rm_heldout_accuracy": round(float(correct.mean()), 4),
+            "rm_heldout_accuracy_ci95": [round(low, 4), round(high, 4)],
             "rm_heldout_margin": round(float(np.mean(chosen - rejected)), 4)}
+
+
+def prompt_bootstrap(correct: np.ndarray, prompts: Sequence[str], *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the pair accuracy ``correct.mean()``, resampling whole prompts with their pairs.
+
+    The pairs of one prompt share replies (one good sample against each of the others), so they are not
+    independent: resampling pairs would narrow the interval as if 25 pairs from 2 prompts were 25 prompts.
+    """
+    index = np.unique(np.asarray(prompts), return_inverse=True)[1].ravel()
+    right = np.bincount(index, weights=correct)
+    count = np.bincount(index).astype(np.float64)
+    return ratio_interval(right, count, n_bootstrap=n_boot, seed=seed)
 
 
 def register() -> None:

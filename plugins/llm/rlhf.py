@@ -10,8 +10,9 @@ gives labelled training examples; the paper runs it on a generated list of 5 tit
   (:mod:`recbench.llm.preferences`; paper: r=16, alpha=16, batch 1, 2 epochs).
 - ``rlhf_ppo``: a reward model (TRL ``RewardTrainer``, a one-output head on the base model, trained
   on the same pairs; its accuracy on pairs of the validation users is reported with a bootstrap
-  interval), then PPO from the SFT checkpoint against it (:mod:`recbench.llm.trainers.ppo`, written
-  in recbench: TRL 1.16 has none; paper: r=8, alpha=32, lr 1e-5, batch 16).
+  interval that resamples users, each with all its pairs), then PPO from the SFT checkpoint against
+  it (:mod:`recbench.llm.trainers.ppo`, written in recbench: TRL 1.16 has none; paper: r=8,
+  alpha=32, lr 1e-5, batch 16).
 - ``rlhf_rloo``: the same reward model, with TRL's maintained on-policy trainer ``RLOOTrainer``
   substituting for PPO.
 
