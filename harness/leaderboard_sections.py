@@ -33,6 +33,8 @@ FLAG_LEGEND = {
     "fallback answers": "under half of the model's replies named a valid answer (`valid_output_rate`); the rest count as the "
                         "task reads an unreadable reply (candidates in their shown order, or an empty list), so the value "
                         "measures that more than the model",
+    "no RL signal": "in every RL training step all sampled replies of each prompt scored alike (`frac_reward_zero_std` "
+                    "1.0), so the reward gave the update nothing to follow: the row shows its untrained start",
 }
 FALLBACK_BELOW = 0.5  # valid_output_rate under which a row is flagged "fallback answers"
 
@@ -68,6 +70,10 @@ def row_flags(doc: dict[str, Any], ceilings: dict[str, float], metrics: Sequence
     valid = (doc.get("diagnostics") or {}).get("valid_output_rate")
     if isinstance(valid, (int, float)) and valid < FALLBACK_BELOW:
         flags.append(f"fallback answers ({1 - valid:.0%})")
+    for label, curve in training_curves(doc):
+        shares = [q["frac_reward_zero_std"] for q in curve if isinstance(q.get("frac_reward_zero_std"), (int, float))]
+        if shares and min(shares) >= 1.0:
+            flags.append(f"no RL signal{f' ({label.strip()})' if label else ''}")
     return flags
 
 

@@ -424,6 +424,21 @@ def test_an_llm_row_whose_replies_mostly_named_no_answer_is_flagged_with_the_sha
     assert "*fallback answers*: under half of the model's replies" in markdown
 
 
+def test_an_rl_row_whose_groups_never_varied_is_flagged(store):
+    flat, learning = make_doc("flat", 0.20), make_doc("learning", 0.25)
+    flat["method"]["fitted"] = {"curve": [{"step": 1, "reward": 0.1, "frac_reward_zero_std": 1.0},
+                                          {"step": 2, "reward": 0.2, "frac_reward_zero_std": 1.0}]}
+    learning["method"]["fitted"] = {"curve": [{"step": 1, "reward": 0.1, "frac_reward_zero_std": 1.0},
+                                              {"step": 2, "reward": 0.2, "frac_reward_zero_std": 0.5}]}
+    for doc in (flat, learning):
+        doc["execution"] = {"isolation": "worker"}
+    add(store, flat, learning)
+    markdown = render_leaderboard(TASK, store).markdown
+    flags = {r["method"]: r["flags"] for r in table_rows(markdown)[0]}
+    assert flags == {"flat": "no RL signal", "learning": "-"}
+    assert "*no RL signal*: in every RL training step" in markdown
+
+
 def test_a_perfect_score_is_not_flagged_where_the_oracle_row_is_perfect_too(store):
     learned = make_doc("sft", 1.0)
     learned["execution"] = {"isolation": "worker"}
