@@ -190,10 +190,26 @@ def _load(task: str, store: ResultStore, notes: list[str]) -> list[dict[str, Any
         old = kept.get(key)
         if old is not None and old["run_id"] != doc["run_id"]:
             doc, old = sorted([doc, old], key=_age)[::-1]
-            notes.append(f"Run `{old['run_id']}` of {key[1]} repeats run `{doc['run_id']}` (same protocol, config "
-                         f"and seed); only the newer `{doc['run_id']}` is shown.")
+            changed = _resolved_changes(old, doc)
+            if changed:  # same options as given, but the preset (or a default) now resolves to other values
+                notes.append(f"Run `{old['run_id']}` of {key[1]} is superseded by run `{doc['run_id']}`: the same "
+                             f"options, protocol and seed, but the preset resolved differently ({changed}); only the "
+                             f"newer `{doc['run_id']}` is shown.")
+            else:
+                notes.append(f"Run `{old['run_id']}` of {key[1]} repeats run `{doc['run_id']}` (same protocol, config "
+                             f"and seed); only the newer `{doc['run_id']}` is shown.")
         kept[key] = doc
     return sorted(kept.values(), key=_age)
+
+
+def _resolved_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """``key old -> new`` for each preset value (``method.fitted.resolved``) the two runs resolved differently."""
+    before = ((old["method"].get("fitted") or {}).get("resolved")) or {}
+    after = ((new["method"].get("fitted") or {}).get("resolved")) or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return ""
+    return ", ".join(f"{k} {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after))
+                     if before.get(k) != after.get(k))
 
 
 def _missing_keys(doc: dict[str, Any]) -> list[str]:

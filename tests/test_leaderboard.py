@@ -424,6 +424,23 @@ def test_an_llm_row_whose_replies_mostly_named_no_answer_is_flagged_with_the_sha
     assert "*fallback answers*: under half of the model's replies" in markdown
 
 
+def test_a_newer_run_whose_preset_resolved_differently_supersedes_the_older_and_says_how(store):
+    old = make_doc("grpo", 0.20, created="2025-01-01T00:00:00+00:00")
+    new = make_doc("grpo", 0.25, created="2025-02-01T00:00:00+00:00")
+    same = make_doc("ease", 0.30, created="2025-01-01T00:00:00+00:00")
+    again = make_doc("ease", 0.30, created="2025-02-01T00:00:00+00:00")
+    old["method"]["fitted"] = {"resolved": {"epochs": 1.0, "lr_grid": [0.0001], "train_examples": 16}}
+    new["method"]["fitted"] = {"resolved": {"epochs": 2.0, "lr_grid": [0.001], "train_examples": 16}}
+    for doc, run_id in ((old, "a" * 12), (new, "b" * 12), (same, "c" * 12), (again, "d" * 12)):
+        doc["run_id"], doc["execution"] = run_id, {"isolation": "worker"}
+    add(store, old, new, same, again)
+    markdown = render_leaderboard(TASK, store).markdown
+    assert {r["method"] for r in table_rows(markdown)[0]} == {"grpo", "ease"}
+    assert (f"Run `{'a' * 12}` of grpo is superseded by run `{'b' * 12}`: the same options, protocol and seed, but the "
+            "preset resolved differently (epochs 1.0 -> 2.0, lr_grid [0.0001] -> [0.001])") in markdown
+    assert f"Run `{'c' * 12}` of ease repeats run `{'d' * 12}` (same protocol, config and seed)" in markdown
+
+
 def test_an_rl_row_whose_groups_never_varied_is_flagged(store):
     flat, learning = make_doc("flat", 0.20), make_doc("learning", 0.25)
     flat["method"]["fitted"] = {"curve": [{"step": 1, "reward": 0.1, "frac_reward_zero_std": 1.0},
