@@ -130,7 +130,8 @@ def test_verbalizations_are_cached_by_checkpoint_and_example_and_cut_to_the_budg
 
 TINY = dict(model="tiny-random-llama", verbalizer_model="tiny-random-llama", oracle="tiny-random-llama",
             train_examples=4, valid_examples=2, lr_grid=(1e-3,), max_history_tokens=48, verbal_tokens=8,
-            num_generations=2, prompts_per_step=2, max_new_tokens=4, oracle_scoring="prob", cache=False)
+            num_generations=2, prompts_per_step=2, max_new_tokens=4, oracle_scoring="prob", cache=False,
+            epochs=1.0)
 
 
 @pytest.mark.usefixtures("one_torch_thread")
