@@ -10,8 +10,9 @@ recipe: held-out accuracy (200 test users) before and after with 95% bootstrap i
 gain, the most common test answer and its share (near 100%: the policy answers one position
 whatever the prompt), training wall time, the process's peak memory, and the path of a PNG of the
 training curve (loss per step; mean reward per step for the RL recipes; each with a running mean).
-Results files land in ``results/`` like any run, so the leaderboard shows the same rows. Target on 2 CPU cores: every recipe gains at
-least +0.30 over its start, the intervals do not overlap, in under 15 minutes of training.
+Results files land in ``results/`` like any run, so the leaderboard shows the same rows. Target on
+2 CPU cores: every recipe gains at least +0.30 over its start, the intervals do not overlap, in
+under 15 minutes of training.
 """
 
 from __future__ import annotations

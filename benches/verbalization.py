@@ -132,6 +132,14 @@ def stage1_curves(results: Path) -> dict[str, list[dict[str, float]]]:
     return out
 
 
+PARTS = ("reward", "rewards/oracle/mean", "rewards/compression/mean")  # the weighted total, r_acc and r_len
+
+
+def _parts(values: dict[str, float]) -> str:
+    reward, acc, length = (values.get(k, float("nan")) for k in PARTS)
+    return f"reward {reward:.4f}  r_acc {acc:.4f}  r_len {length:.4f}"
+
+
 def epoch_means(curve: list[dict[str, float]]) -> list[tuple[tuple[int, int], dict[str, float]]]:
     """Per epoch of a multi-epoch run (curves that log ``epoch``): its first and last step and the mean of each
     reward over its steps. Every epoch visits the same training prompts, so a rise between epochs is learning,
@@ -144,8 +152,7 @@ def epoch_means(curve: list[dict[str, float]]) -> list[tuple[tuple[int, int], di
         return []
     out = []
     for _, points in sorted(groups.items()):
-        keys = ("reward", "rewards/oracle/mean", "rewards/compression/mean")
-        means = {k: statistics.fmean(p[k] for p in points if k in p) for k in keys if any(k in p for p in points)}
+        means = {k: statistics.fmean(p[k] for p in points if k in p) for k in PARTS if any(k in p for p in points)}
         out.append(((points[0]["step"], points[-1]["step"]), means))
     return out
 
@@ -165,24 +172,21 @@ def plot(args: argparse.Namespace) -> int:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for name, curve in sorted(curves.items()):
         steps = [p["step"] for p in curve]
-        for ax, key in zip(axes, ("reward", "rewards/oracle/mean", "rewards/compression/mean")):
+        for ax, key in zip(axes, PARTS):
             values = [p.get(key) for p in curve]
             if any(v is not None for v in values):
                 ax.plot(steps, values, marker=".", label=name)
         print(name)
         by_epoch = epoch_means(curve)
-        for ax, key in zip(axes, ("reward", "rewards/oracle/mean", "rewards/compression/mean")):
+        for ax, key in zip(axes, PARTS):
             for (first, last), means in by_epoch:
                 if means.get(key) is not None:  # the epoch's mean over the same training prompts, across its steps
                     ax.hlines(means[key], first, last, linestyles="dashed", linewidth=1.2, color=ax.lines[-1].get_color())
         for p in curve:
-            print(f"  step {p['step']:>3}: reward {p.get('reward', float('nan')):.4f}  r_acc "
-                  f"{p.get('rewards/oracle/mean', float('nan')):.4f}  r_len {p.get('rewards/compression/mean', float('nan')):.4f}"
-                  f"  zero-std groups {p.get('frac_reward_zero_std', float('nan')):.2f}  kl {p.get('kl', float('nan')):.4f}")
+            print(f"  step {p['step']:>3}: {_parts(p)}  zero-std groups {p.get('frac_reward_zero_std', float('nan')):.2f}"
+                  f"  kl {p.get('kl', float('nan')):.4f}")
         for number, ((first, last), means) in enumerate(by_epoch, 1):
-            print(f"  epoch {number} (steps {first}-{last}, the same training prompts each epoch): reward "
-                  f"{means.get('reward', float('nan')):.4f}  r_acc {means.get('rewards/oracle/mean', float('nan')):.4f}  "
-                  f"r_len {means.get('rewards/compression/mean', float('nan')):.4f}")
+            print(f"  epoch {number} (steps {first}-{last}, the same training prompts each epoch): {_parts(means)}")
     titles = ("weighted total", "r_acc (oracle)", "r_len (compression plateau)")
     for ax, title in zip(axes, titles):
         ax.set_title(title)

@@ -190,14 +190,11 @@ def _load(task: str, store: ResultStore, notes: list[str]) -> list[dict[str, Any
         old = kept.get(key)
         if old is not None and old["run_id"] != doc["run_id"]:
             doc, old = sorted([doc, old], key=_age)[::-1]
-            changed = _resolved_changes(old, doc)
-            if changed:  # same options as given, but the preset (or a default) now resolves to other values
-                notes.append(f"Run `{old['run_id']}` of {key[1]} is superseded by run `{doc['run_id']}`: the same "
-                             f"options, protocol and seed, but the preset resolved differently ({changed}); only the "
-                             f"newer `{doc['run_id']}` is shown.")
-            else:
-                notes.append(f"Run `{old['run_id']}` of {key[1]} repeats run `{doc['run_id']}` (same protocol, config "
-                             f"and seed); only the newer `{doc['run_id']}` is shown.")
+            changed = _resolved_changes(old, doc)  # same options as given, but the preset may resolve otherwise now
+            how = (f"is superseded by run `{doc['run_id']}`: the same options, protocol and seed, but the preset "
+                   f"resolved differently ({changed})" if changed else
+                   f"repeats run `{doc['run_id']}` (same protocol, config and seed)")
+            notes.append(f"Run `{old['run_id']}` of {key[1]} {how}; only the newer `{doc['run_id']}` is shown.")
         kept[key] = doc
     return sorted(kept.values(), key=_age)
 
