@@ -274,9 +274,10 @@ def test_rlhf_presets_state_the_papers_settings():
     assert (ppo.lora_rank, ppo.lora_alpha, ppo.lora_dropout, ppo.lr_grid, ppo.prompts_per_step) == (8, 32, 0.1, (1e-5,), 16)
     assert (ppo.rm_lr, ppo.rm_batch_size, ppo.rm_epochs) == (5e-5, 1, 1.0)
     assert resolved(RLHFPPO, lora_rank=4).lora_rank == 4  # a set option beats the preset
-    # the plan counts RL steps as the trainers do: PPO 4 prompts per step, RLOO 4 // 4 = 1 prompt x 4 replies
+    # the plan counts RL steps as the trainers do: PPO 4 prompts per step, RLOO 4 // 4 = 1 prompt x 4 replies;
+    # smoke: half an epoch over 96 prompts
     smoke_ppo, smoke_rloo = RLHFPPO(RLHFPPO.Config()), RLHFRLOO(RLHFRLOO.Config())
-    assert (smoke_ppo.steps(32), smoke_rloo.steps(32)) == (16, 64)
+    assert (smoke_ppo.steps(96), smoke_rloo.steps(96)) == (12, 48)
     assert "substitut" in RLHFRLOO.description and "PPO" in RLHFPPO.description
     with pytest.raises(ValueError, match="lora_rank"):
         RLHFSFT.Config(lora_rank=0)

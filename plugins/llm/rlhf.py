@@ -37,7 +37,9 @@ from recbench.examples import ExampleSet, FitData, Targets
 from recbench.llm.recipe import OPTION_TOKENS, PRESETS, PostTrainConfig, PostTrained, draw
 
 PAPER_MODEL = "meta-llama/Llama-3.2-1B-Instruct"
-SMOKE = {**PRESETS["smoke"], "train_examples": 24, "valid_examples": 8, "lr_grid": (1e-3,), "max_new_tokens": 64}
+# smoke: 96 training users (SFT rows, then the prompts sampled for pairs and RL), 24 validation users (SFT's
+# selection, the reward model's held-out pairs), 96 new tokens (the paper's; 64 cut the list after 3 titles)
+SMOKE = {**PRESETS["smoke"], "train_examples": 96, "valid_examples": 24, "lr_grid": (1e-3,), "max_new_tokens": 96}
 PAPER = {**PRESETS["paper"], "model": PAPER_MODEL, "train_examples": 0, "valid_examples": 200, "max_history_tokens": 1024,
          "max_new_tokens": 96, "grad_accum": 1, "gradient_checkpointing": True}
 
@@ -45,13 +47,13 @@ PAPER = {**PRESETS["paper"], "model": PAPER_MODEL, "train_examples": 0, "valid_e
 SFT_PRESETS = {"smoke": {**SMOKE, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.05},
                "paper": {**PAPER, "lr_grid": (5e-5,), "train_batch_size": 8, "epochs": 3.0,
                          "lora_rank": 256, "lora_alpha": 128, "lora_dropout": 0.05}}
-# NDCG@5 of a small model's sample is mostly 0 (all tied): smoke samples 8 replies for 32 prompts to find pairs
-DPO_PRESETS = {"smoke": {**SFT_PRESETS["smoke"], "train_examples": 32, "lr_grid": (5e-4,), "train_batch_size": 1,
+# NDCG@5 of a small model's sample is mostly 0 (all tied): smoke samples 8 replies for each of the 96 SFT prompts
+DPO_PRESETS = {"smoke": {**SFT_PRESETS["smoke"], "lr_grid": (5e-4,), "train_batch_size": 1,
                          "grad_accum": 4, "n_samples": 8},
                "paper": {**PAPER, "lr_grid": (5e-6,), "train_batch_size": 1, "epochs": 2.0, "lora_rank": 16,
                          "lora_alpha": 16, "lora_dropout": 0.05, "n_samples": 4}}
-RL_PRESETS = {"smoke": {**SFT_PRESETS["smoke"], "train_examples": 32, "valid_examples": 16, "lr_grid": (2e-4,),
-                        "train_batch_size": 1, "grad_accum": 1, "epochs": 2.0, "n_samples": 8, "prompts_per_step": 4,
+RL_PRESETS = {"smoke": {**SFT_PRESETS["smoke"], "lr_grid": (2e-4,),
+                        "train_batch_size": 1, "grad_accum": 1, "epochs": 0.5, "n_samples": 8, "prompts_per_step": 4,
                         "rm_lr": 1e-3, "rm_epochs": 2.0, "rm_batch_size": 4, "rm_lora_rank": 8, "rm_lora_alpha": 16},
               "paper": {**PAPER, "lr_grid": (1e-5,), "train_batch_size": 1, "epochs": 1.0, "lora_rank": 8,
                         "lora_alpha": 32, "lora_dropout": 0.1, "n_samples": 4, "prompts_per_step": 16,
@@ -65,7 +67,7 @@ class RLHFConfig(PostTrainConfig):
     presets: ClassVar[dict[str, dict[str, Any]]] = SFT_PRESETS
     preset: Literal["smoke", "cpu", "paper"] = option("smoke", "smoke (CPU, minutes, SmolLM2-135M) or paper (Llama-3.2-1B-Instruct, GPU)")
     model: str | None = option(None, "base model (smoke: smollm2-135m; paper: meta-llama/Llama-3.2-1B-Instruct)")
-    max_new_tokens: int | None = option(None, "reply length limit in tokens (smoke 64, paper 96)")
+    max_new_tokens: int | None = option(None, "reply length limit in tokens (smoke 96, paper 96)")
     lora_rank: int | None = option(None, "LoRA rank (smoke 8; paper: SFT 256, DPO 16, PPO/RLOO 8)")
     lora_alpha: int | None = option(None, "LoRA alpha (smoke 16; paper: SFT 128, DPO 16, PPO/RLOO 32)")
     lora_dropout: float | None = option(None, "LoRA dropout (paper: 0.05, RLHF 0.1)")
@@ -144,7 +146,7 @@ class RLHFSFT(PostTrained):
 @dataclass(frozen=True)
 class RLHFDPOConfig(RLHFConfig):
     presets: ClassVar[dict[str, dict[str, Any]]] = DPO_PRESETS
-    train_examples: int | None = option(None, "training prompts that get sampled replies (smoke 32, paper all)")
+    train_examples: int | None = option(None, "training prompts that get sampled replies (smoke 96, paper all)")
     n_samples: int | None = option(None, "replies sampled from the SFT model per prompt; all n-choose-2 pairs ranked (smoke 8, paper 4)")
     sample_temperature: float = option(1.0, "sampling temperature of those replies")
     beta: float = option(0.1, "DPO temperature")
@@ -181,7 +183,7 @@ class RLHFDPO(RLHFStage):
 @dataclass(frozen=True)
 class RLHFRLConfig(RLHFDPOConfig):
     presets: ClassVar[dict[str, dict[str, Any]]] = RL_PRESETS
-    train_examples: int | None = option(None, "training prompts: sampled for the reward model's pairs, then the RL prompts (smoke 32)")
+    train_examples: int | None = option(None, "training prompts: sampled for the reward model's pairs, then the RL prompts (smoke 96)")
     prompts_per_step: int | None = option(None, "prompts per RL step (paper: batch 16)")
     num_generations: int = option(4, "RLOO: replies per prompt (the leave-one-out group)")
     train_temperature: float = option(1.0, "sampling temperature during RL")
