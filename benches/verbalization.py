@@ -13,6 +13,15 @@ forward and backward pass of the loss). ``curve`` plots, for every ``verbal_*`` 
 r_acc) and its length part (``compression``, r_len), unweighted, into
 ``OUT_DIR/verbalization_reward_curve.png``, and prints the numbers; a run of several epochs also gets each
 epoch's mean (dashed), the comparison on the same training prompts.
+
+    .venv/bin/python benches/verbalization.py oracle [--oracle smollm2-135m] [--examples 48]
+
+``oracle`` asks whether an oracle can reward a verbalization at all: on a seeded draw of ``examples``
+rerank training examples (the recipe's own draw when it equals the smoke's 16) it scores r_acc (the oracle's probability of the target, and
+whether the target is its top option) once with the template verbalization of the history in the
+reasoner's prompt and once with the slot left empty. An oracle whose answer does not move when
+the history is removed cannot prefer one verbalization over another, so no verbalizer can raise
+its r_acc.
 """
 
 from __future__ import annotations
@@ -199,6 +208,47 @@ def plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def oracle_reads_history(args: argparse.Namespace) -> int:
+    """r_acc with the template verbalization against r_acc with an empty history, on the same examples."""
+    import numpy as np
+
+    from recbench.llm.method import task_interface
+    from recbench.llm.oracle import OracleReward
+    from recbench.llm.recipe import draw
+    from recbench.llm.verbalizers import History
+    from recbench.manager import load_registry
+    from recbench.metrics import ratio_interval
+
+    data = rerank_data({}).fit
+    method = load_registry().methods.get("verbal_rewrite")()
+    method.task, method.catalog = task_interface(data, method.name), data.catalog
+    method.backend = method.load_backend()
+    method.count_tokens = method.backend.count_tokens
+    method.verbalizer = method.build_verbalizer()
+    examples, targets = draw(data.train_examples, data.train_targets, args.examples, method.seed)
+    rows = [json.loads(r["answer_row"]) for r in method.verbalizer_rows(examples, targets)]
+    history = [method.verbalizer.source(h, method.config.max_history_tokens, method.count_tokens).text
+               for h in (History.of(examples, r) for r in range(len(examples)))]
+    options = len(rows[0]["continuations"])
+    print(f"oracle {args.oracle}, {len(rows)} rerank training examples, {options} options (uniform p = {1 / options:.3f})")
+    table = {}
+    for scoring in ("prob", "choice"):
+        oracle = OracleReward(args.oracle, scoring=scoring, max_tokens=method.config.max_new_tokens)
+        with_history = np.array(oracle(history, rows))
+        without = np.array(oracle([""] * len(rows), rows))
+        table[scoring] = (with_history, without)
+    for scoring, label in (("prob", "p(target)"), ("choice", "greedy answer right")):
+        with_history, without = table[scoring]
+        diff = with_history - without
+        low, high = ratio_interval(diff, np.ones_like(diff), seed=0)
+        print(f"  {label:<20} template history {with_history.mean():.4f}   empty history {without.mean():.4f}   "
+              f"difference {diff.mean():+.4f} [{low:+.4f}, {high:+.4f}]  (95% bootstrap over examples)")
+    print(json.dumps({"oracle": args.oracle, "examples": len(rows), "options": options,
+                      **{f"{s}_{k}": round(float(v.mean()), 6) for s, pair in table.items()
+                         for k, v in zip(("history", "empty"), pair)}}))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,8 +259,11 @@ def main(argv: list[str]) -> int:
     curve = sub.add_parser("curve")
     curve.add_argument("results")
     curve.add_argument("out")
+    oracle = sub.add_parser("oracle")
+    oracle.add_argument("--oracle", default="smollm2-135m", help="the oracle reasoner (alias, folder or URL)")
+    oracle.add_argument("--examples", type=int, default=48)
     args = parser.parse_args(argv)
-    return time_stage1(args) if args.command == "time" else plot(args)
+    return {"time": time_stage1, "curve": plot, "oracle": oracle_reads_history}[args.command](args)
 
 
 if __name__ == "__main__":
