@@ -123,21 +123,23 @@ def time_stage1(args: argparse.Namespace) -> int:
 
 
 def stage1_curves(results: Path) -> dict[str, list[dict[str, float]]]:
-    """Stage-1 curves of the ``verbal_*`` results under ``results``, or of one checkpoint's ``train_log.json``."""
+    """Stage-1 curves of the ``verbal_*`` results under ``results`` (each method's newest run), or of one
+    checkpoint's ``train_log.json``."""
     out = {}
     if results.is_file():  # a stage-1 checkpoint's training log (e.g. the one ``time`` trained)
         return {results.parent.name: json.loads(results.read_text())["curve"]}
+    newest: dict[str, str] = {}
     for path in sorted(results.rglob("*.json")):
         try:
             document = json.loads(path.read_text())
         except ValueError:
             continue
         method = document.get("method") if isinstance(document.get("method"), dict) else {}
-        name = method.get("name", "")
+        name, created = method.get("name", ""), str(document.get("created_at", ""))
         trained = (method.get("fitted") or {}).get("trained") or {}
         curve = (trained.get("verbalizer") or {}).get("curve")
-        if name.startswith("verbal_") and curve:
-            out[name] = curve
+        if name.startswith("verbal_") and curve and created >= newest.get(name, ""):  # a method's newest run
+            out[name], newest[name] = curve, created
     return out
 
 
@@ -179,18 +181,18 @@ def plot(args: argparse.Namespace) -> int:
         print(f"no verbal_* result with a stage-1 curve under {args.results}")
         return 1
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for name, curve in sorted(curves.items()):
-        steps = [p["step"] for p in curve]
+    for number, (name, curve) in enumerate(sorted(curves.items())):
+        steps, color = [p["step"] for p in curve], f"C{number}"  # one colour per method in every panel
         for ax, key in zip(axes, PARTS):
             values = [p.get(key) for p in curve]
             if any(v is not None for v in values):
-                ax.plot(steps, values, marker=".", label=name)
+                ax.plot(steps, values, marker=".", label=name, color=color)
         print(name)
         by_epoch = epoch_means(curve)
         for ax, key in zip(axes, PARTS):
             for (first, last), means in by_epoch:
                 if means.get(key) is not None:  # the epoch's mean over the same training prompts, across its steps
-                    ax.hlines(means[key], first, last, linestyles="dashed", linewidth=1.2, color=ax.lines[-1].get_color())
+                    ax.hlines(means[key], first, last, linestyles="dashed", linewidth=1.2, color=color)
         for p in curve:
             print(f"  step {p['step']:>3}: {_parts(p)}  zero-std groups {p.get('frac_reward_zero_std', float('nan')):.2f}"
                   f"  kl {p.get('kl', float('nan')):.4f}")
