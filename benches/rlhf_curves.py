@@ -2,7 +2,7 @@
 
     .venv/bin/python benches/rlhf_curves.py RESULTS_DIR OUT_DIR
 
-Reads every ``rlhf_ppo`` / ``rlhf_rloo`` result under ``RESULTS_DIR`` (the ``fitted`` section the
+Reads the newest ``rlhf_ppo`` / ``rlhf_rloo`` result under ``RESULTS_DIR`` (the ``fitted`` section the
 recipes write: ``curve`` of the chosen checkpoint, ``rm_curve`` of the reward model) and writes
 ``rlhf_reward_curves.png`` and ``rlhf_reward_model_loss.png``; prints the numbers too, with the
 reward model's held-out pairwise accuracy and its bootstrap interval.
@@ -10,20 +10,17 @@ reward model's held-out pairwise accuracy and its bootstrap interval.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 
 def fitted_sections(results: Path) -> dict[str, dict[str, Any]]:
+    """The ``fitted`` section of each RLHF method's newest run under ``results``."""
+    from recbench.results import ResultStore
+
     out = {}
-    for path in sorted(results.rglob("*.json")):
-        try:
-            document = json.loads(path.read_text())
-        except ValueError:
-            continue
-        method = (document.get("method") or {}).get("name") if isinstance(document.get("method"), dict) else None
+    for method, document in ResultStore(results).newest_by_method().items():
         fitted = _find(document, "curve")
         if method in ("rlhf_ppo", "rlhf_rloo", "rlhf_dpo", "rlhf_sft") and fitted is not None:
             out[method] = fitted

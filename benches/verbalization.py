@@ -125,21 +125,15 @@ def time_stage1(args: argparse.Namespace) -> int:
 def stage1_curves(results: Path) -> dict[str, list[dict[str, float]]]:
     """Stage-1 curves of the ``verbal_*`` results under ``results`` (each method's newest run), or of one
     checkpoint's ``train_log.json``."""
-    out = {}
+    from recbench.results import ResultStore
+
     if results.is_file():  # a stage-1 checkpoint's training log (e.g. the one ``time`` trained)
         return {results.parent.name: json.loads(results.read_text())["curve"]}
-    newest: dict[str, str] = {}
-    for path in sorted(results.rglob("*.json")):
-        try:
-            document = json.loads(path.read_text())
-        except ValueError:
-            continue
-        method = document.get("method") if isinstance(document.get("method"), dict) else {}
-        name, created = method.get("name", ""), str(document.get("created_at", ""))
-        trained = (method.get("fitted") or {}).get("trained") or {}
-        curve = (trained.get("verbalizer") or {}).get("curve")
-        if name.startswith("verbal_") and curve and created >= newest.get(name, ""):  # a method's newest run
-            out[name], newest[name] = curve, created
+    out = {}
+    for name, document in ResultStore(results).newest_by_method().items():
+        curve = ((document["method"].get("fitted") or {}).get("trained") or {}).get("verbalizer", {}).get("curve")
+        if name.startswith("verbal_") and curve:
+            out[name] = curve
     return out
 
 
@@ -214,40 +208,32 @@ def oracle_reads_history(args: argparse.Namespace) -> int:
     """r_acc with the template verbalization against r_acc with an empty history, on the same examples."""
     import numpy as np
 
-    from recbench.llm.method import task_interface
     from recbench.llm.oracle import OracleReward
     from recbench.llm.recipe import draw
     from recbench.llm.verbalizers import History
     from recbench.manager import load_registry
-    from recbench.metrics import ratio_interval
+    from recbench.stats import paired_difference
 
     data = rerank_data({}).fit
     method = load_registry().methods.get("verbal_rewrite")()
-    method.task, method.catalog = task_interface(data, method.name), data.catalog
-    method.backend = method.load_backend()
-    method.count_tokens = method.backend.count_tokens
-    method.verbalizer = method.build_verbalizer()
+    method.attach(data)
+    c = method.config
     examples, targets = draw(data.train_examples, data.train_targets, args.examples, method.seed)
     rows = [json.loads(r["answer_row"]) for r in method.verbalizer_rows(examples, targets)]
-    history = [method.verbalizer.source(h, method.config.max_history_tokens, method.count_tokens).text
-               for h in (History.of(examples, r) for r in range(len(examples)))]
+    history = [method.verbalizer.source(History.of(examples, r), c.max_history_tokens, method.count_tokens).text
+               for r in range(len(examples))]
     options = len(rows[0]["continuations"])
     print(f"oracle {args.oracle}, {len(rows)} rerank training examples, {options} options (uniform p = {1 / options:.3f})")
-    table = {}
-    for scoring in ("prob", "choice"):
-        oracle = OracleReward(args.oracle, scoring=scoring, max_tokens=method.config.max_new_tokens)
-        with_history = np.array(oracle(history, rows))
-        without = np.array(oracle([""] * len(rows), rows))
-        table[scoring] = (with_history, without)
+    summary: dict[str, Any] = {"oracle": args.oracle, "examples": len(rows), "options": options}
     for scoring, label in (("prob", "p(target)"), ("choice", "greedy answer right")):
-        with_history, without = table[scoring]
-        diff = with_history - without
-        low, high = ratio_interval(diff, np.ones_like(diff), seed=0)
+        oracle = OracleReward(args.oracle, scoring=scoring, max_tokens=c.max_new_tokens)
+        with_history, without = np.array(oracle(history, rows)), np.array(oracle([""] * len(rows), rows))
+        d = paired_difference(with_history, without)
         print(f"  {label:<20} template history {with_history.mean():.4f}   empty history {without.mean():.4f}   "
-              f"difference {diff.mean():+.4f} [{low:+.4f}, {high:+.4f}]  (95% bootstrap over examples)")
-    print(json.dumps({"oracle": args.oracle, "examples": len(rows), "options": options,
-                      **{f"{s}_{k}": round(float(v.mean()), 6) for s, pair in table.items()
-                         for k, v in zip(("history", "empty"), pair)}}))
+              f"difference {d.mean:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}] (paired bootstrap), p {d.p_value:.3f}")
+        summary.update({f"{scoring}_history": round(float(with_history.mean()), 6),
+                        f"{scoring}_empty": round(float(without.mean()), 6)})
+    print(json.dumps(summary))
     return 0
 
 

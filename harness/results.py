@@ -207,6 +207,15 @@ class ResultStore:
             if doc is not None and doc.get("schema") == SCHEMA:
                 yield path, doc
 
+    def newest_by_method(self, task: str | None = None) -> dict[str, dict[str, Any]]:
+        """Each method's most recent result (by ``created_at``), whatever its config or protocol."""
+        newest: dict[str, dict[str, Any]] = {}
+        for _, doc in self.iter_results(task):
+            name = (doc.get("method") or {}).get("name")
+            if name and str(doc.get("created_at", "")) >= str(newest.get(name, {}).get("created_at", "")):
+                newest[name] = doc
+        return newest
+
 
 def examples_problem(path: Path, document: dict[str, Any]) -> str | None:
     """Why the per-example file beside the results file ``path`` cannot back its numbers (missing,

@@ -639,3 +639,15 @@ def test_every_task_specs_param_sweeps_name_registered_methods():
     assert ("session", "train_fraction") in [(name, s.param) for name, s in sweeps]
     for name, sweep in sweeps:
         assert set(sweep.methods) <= set(registry.methods.names()), (name, sweep.title)
+
+
+def test_the_store_gives_each_methods_newest_result_whatever_its_file_name(store):
+    newer = make_doc("grpo", 0.25, created="2025-02-01T00:00:00+00:00")
+    older = make_doc("grpo", 0.20, created="2025-01-01T00:00:00+00:00", seed=1)
+    ease = make_doc("ease", 0.30)
+    newer["run_id"], older["run_id"] = "a" * 12, "f" * 12  # the older run's file name sorts last
+    add(store, newer, older, ease)
+    newest = store.newest_by_method(TASK)
+    assert set(newest) == {"grpo", "ease"}
+    assert newest["grpo"]["run_id"] == "a" * 12
+    assert store.newest_by_method("no-such-task") == {}

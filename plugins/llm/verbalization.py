@@ -117,11 +117,7 @@ class VerbalTemplate(GRPO):
                               "(use zero_shot --set verbalizer=NAME to put another verbalizer before a reasoner).")
         if c.mode != "generate":
             raise ConfigError(f"method {self.name!r}: the reasoner generates its answer (mode=generate).")
-        self.task = task_interface(data, self.name)
-        self.catalog = data.catalog
-        self.reasoner = self.backend = self.load_backend()
-        self.count_tokens = getattr(self.backend, "count_tokens", whitespace_tokens)
-        self.verbalizer = self.build_verbalizer()
+        self.attach(data)
         self.fitted: dict[str, Any] = {}
         self._verbalizer_backends: dict[str, Any] = {}
         for stage in self.trained_stages:
@@ -131,6 +127,14 @@ class VerbalTemplate(GRPO):
                 self.verbalizer.bind(self._verbalizer_backends[self.best_checkpoint.path.name])
             self.fitted[stage] = self.chosen
         self.stage = ""
+
+    def attach(self, data: FitData) -> None:
+        """The task, catalog, frozen reasoner and verbalizer this method answers with (the start of ``fit``)."""
+        self.task = task_interface(data, self.name)
+        self.catalog = data.catalog
+        self.reasoner = self.backend = self.load_backend()
+        self.count_tokens = getattr(self.backend, "count_tokens", whitespace_tokens)
+        self.verbalizer = self.build_verbalizer()
 
     @property
     def stage_prefix(self) -> str:  # the plan and the progress bars say which stage trains
