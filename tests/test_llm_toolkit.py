@@ -7,6 +7,8 @@ tests using it are skipped, with the reason, only if the wheel cannot be fetched
 
 from __future__ import annotations
 
+import functools
+
 import json
 import subprocess
 import sys
@@ -279,16 +281,51 @@ def test_generation_batches_respect_the_row_and_padded_token_limits(tiny, monkey
 
     monkeypatch.setitem(local.GENERATE_BATCH_TOKENS, "cpu", 100)
     lengths = [5, 10, 20, 20, 30, 60, 90]  # sorted, as generate orders them
-    batches = tiny._batches(list(range(7)), lengths)
-    assert [i for b in batches for i in b] == list(range(7))  # every row once, order kept
-    assert all(len(b) <= tiny.batch_size and len(b) * lengths[b[-1]] <= 100 for b in batches if len(b) > 1)
-    assert batches[-1] == [6] and [5] in batches  # a long prompt goes alone rather than padding its neighbours
+    rows = [(i, 0) for i in range(7)]
+    batches = tiny._batches(rows, lengths)
+    assert [r for b in batches for r in b] == rows  # every row once, order kept
+    assert all(len(b) <= tiny.batch_size and len(b) * lengths[b[-1][0]] <= 100 for b in batches if len(b) > 1)
+    assert batches[-1] == [(6, 0)] and [(5, 0)] in batches  # a long prompt goes alone rather than padding its neighbours
+    # samples of one prompt share its prefill: only distinct prompts count against the token limit
+    assert tiny._batches([(0, j) for j in range(4)] + [(1, 0)], [60] * 5) == [[(0, 0), (0, 1), (0, 2), (0, 3)], [(1, 0)]]
     prompts = [[{"role": "user", "content": "word " * n}] for n in (1, 3, 40, 2)]
     params = DecodingParams(max_new_tokens=6)
     monkeypatch.setitem(local.GENERATE_BATCH_TOKENS, "cpu", 10**6)
     together = tiny.generate(prompts, params)
     monkeypatch.setitem(local.GENERATE_BATCH_TOKENS, "cpu", 1)
     assert tiny.generate(prompts, params) == together  # one prompt per batch: the same answers
+
+
+def test_samples_of_one_prompt_share_its_prefill_and_draw_exactly_as_alone_in_float64(tiny_folder, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_folder, dtype=torch.float64)
+    backend = local.TransformersBackend(model, AutoTokenizer.from_pretrained(tiny_folder), fingerprint="f64", batch_size=8)
+    prompts = [[{"role": "user", "content": "word " * n}] for n in (1, 40)]  # two lengths: left padding in one batch
+    # the shared cache gives the next token the logits of a forward pass over the whole prompt
+    short, long = (backend._encode([backend.context(p)], 0, "test")[0] for p in prompts)
+    input_ids, mask = backend._left_padded([short, long, short])
+    with torch.inference_mode():
+        shared = backend._shared_prefill([short, long, short], input_ids, mask)
+        assert shared["cache"].get_seq_length() == input_ids.shape[1] - 1  # all but the last column
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        cached = model(input_ids=input_ids[:, -1:], attention_mask=mask, position_ids=positions[:, -1:], **shared).logits
+        whole = model(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+    np.testing.assert_allclose(cached[:, -1].numpy(), whole[:, -1].numpy(), rtol=0, atol=1e-12)
+    # and sampling through it draws what sampling each row alone draws
+    params = DecodingParams(max_new_tokens=10, temperature=1.0, seed=7, num_return_sequences=3)
+    prefills, forward = [], model.forward
+
+    @functools.wraps(forward)  # keeps the signature: the backend names the cache argument from it
+    def counted(*args, **kwargs):
+        prefills.append(kwargs["input_ids"].shape)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counted)
+    together = backend.generate(prompts, params)
+    assert prefills[0][0] == 2  # one prefill row per distinct prompt, not per sample
+    monkeypatch.setattr(backend, "_shared_prefill", lambda *a: {})  # generate runs each row's whole prompt
+    assert backend.generate(prompts, params) == together and len({g.text for g in together[1]}) > 1
 
 
 def test_the_forced_prefix_starts_the_answer_and_is_not_returned(tiny):

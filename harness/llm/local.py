@@ -1,7 +1,9 @@
 """The local backend: a transformers causal LM on CPU or GPU, batched generation and candidate scoring.
 
 Generation templates each prompt with the tokenizer's chat template, appends the forced prefix,
-and decodes left-padded batches of similar length. Every decoding parameter comes from
+and decodes left-padded batches of similar length. The rows of a batch that sample one prompt
+several times (``num_return_sequences``) share one forward pass over that prompt: its KV cache is
+computed once and copied to each row before decoding. Every decoding parameter comes from
 :class:`DecodingParams`: a fresh ``GenerationConfig`` sets the deterministic ones, and sampling
 (temperature, top-k, top-p) runs as explicit logits processors ending in a per-row seeded
 Gumbel-max draw, so a prompt's samples depend on its seed and text, not on its batch neighbours or
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
 SCORE_BATCH_TOKENS = 2048  # continuation tokens per scoring forward pass: bounds the (tokens x vocab) logits
 # padded prompt tokens per generation batch: a batch stops growing at batch_size rows or at this
-# many (rows x longest prompt) tokens. Batching long prompts buys little on a CPU, where one
+# many (distinct prompts x longest prompt) tokens (a prompt sampled n times is run once). Batching long prompts buys little on a CPU, where one
 # forward is compute-bound, and padding them to their longest neighbour costs a lot.
 GENERATE_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
@@ -181,25 +184,27 @@ class TransformersBackend:
             out[i].append(generation)
         return out
 
-    def _batches(self, rows: list[Any], lengths: list[int]) -> list[list[Any]]:
-        """Consecutive runs of ``rows`` (sorted by ``lengths``) within the row and padded-token limits."""
+    def _batches(self, rows: list[tuple[int, int]], lengths: list[int]) -> list[list[tuple[int, int]]]:
+        """Consecutive runs of ``rows`` (``(prompt, sample)``, sorted by ``lengths``) within the row and padded-token limits.
+
+        The padded tokens of a batch are its distinct prompts times the longest: rows of one prompt share its prefill.
+        """
         budget = GENERATE_BATCH_TOKENS.get(self.device.type, GENERATE_BATCH_TOKENS["cuda"])
-        batches: list[list[Any]] = []
+        batches: list[list[tuple[int, int]]] = []
+        distinct: set[int] = set()
         for row, length in zip(rows, lengths):
             last = batches[-1] if batches else None
-            if last is None or len(last) >= self.batch_size or (len(last) + 1) * length > budget:
+            if last is None or len(last) >= self.batch_size or len(distinct | {row[0]}) * length > budget:
                 batches.append([row])
+                distinct = {row[0]}
             else:
                 last.append(row)
+                distinct.add(row[0])
         return batches
 
     def _generate_batch(self, ids: list[list[int]], seeds: list[int], params: DecodingParams) -> list[Generation]:
-        width = max(map(len, ids))
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, seq in enumerate(ids):  # left padding: every row's next token sits in the last column
-            input_ids[row, width - len(seq) :] = torch.tensor(seq)
-            mask[row, width - len(seq) :] = 1
+        input_ids, mask = self._left_padded(ids)
+        width = input_ids.shape[1]
         config = GenerationConfig(
             max_new_tokens=params.max_new_tokens, min_new_tokens=0, do_sample=False, num_beams=1,
             num_return_sequences=1, repetition_penalty=params.repetition_penalty, no_repeat_ngram_size=0,
@@ -215,9 +220,10 @@ class TransformersBackend:
             processors.append(_SeededSampler(seeds, self.device))
         stopping = StoppingCriteriaList([_StopStrings(self.tokenizer, params.stop, width)] if params.stop else [])
         with torch.inference_mode():
+            shared = self._shared_prefill(ids, input_ids, mask)
             output = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), generation_config=config,
-                logits_processor=processors, stopping_criteria=stopping,
+                input_ids=input_ids, attention_mask=mask, generation_config=config,
+                logits_processor=processors, stopping_criteria=stopping, **shared,
             )
         generations = []
         for row in output[:, width:].tolist():
@@ -226,6 +232,42 @@ class TransformersBackend:
             # the end-of-sequence token counts as generated; padding after a stop string does not
             generations.append(Generation(text, end + (1 if end < len(row) and not stopped else 0)))
         return generations
+
+    def _left_padded(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask on the model's device, left-padded: every row's next token is in the last column."""
+        width = max(map(len, ids))
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, width - len(seq) :] = torch.tensor(seq)
+            mask[row, width - len(seq) :] = 1
+        return input_ids.to(self.device), mask.to(self.device)
+
+    def _shared_prefill(self, ids: list[list[int]], input_ids: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+        """``generate``'s cache argument holding every row's prompt but its last token, run once per distinct prompt.
+
+        Empty (``generate`` runs the prompts itself) when every row's prompt is distinct. Positions follow the
+        attention mask as ``generate`` numbers them, so the rows decode as if ``generate`` had run the whole prompt.
+        """
+        slot: dict[tuple[int, ...], int] = {}
+        owner = [slot.setdefault(tuple(seq), len(slot)) for seq in ids]
+        if len(slot) == len(ids) or input_ids.shape[1] < 2:
+            return {}
+        from transformers import DynamicCache
+
+        first = torch.tensor([owner.index(k) for k in range(len(slot))], device=self.device)
+        prompt_ids, prompt_mask = input_ids[first, :-1], mask[first, :-1]
+        positions = (prompt_mask.cumsum(-1) - 1).masked_fill(prompt_mask == 0, 0)
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
+                   **{self._cache_argument: cache})
+        cache.batch_select_indices(torch.tensor(owner, device=self.device))
+        return {self._cache_argument: cache}
+
+    @property
+    def _cache_argument(self) -> str:
+        # transformers 5.2x names the KV cache ``cache``; earlier 5.x releases ``past_key_values``
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     # --- scoring -------------------------------------------------------------------------------
 
