@@ -174,6 +174,19 @@ class PostTrained(LLMMethod):
     # --- the shared core ----------------------------------------------------------------------
 
     def fit(self, data: FitData) -> None:
+        base = self.prepare(data)
+        train = draw(data.train_examples, data.train_targets, self.config.train_examples, self.seed)
+        valid = draw(data.valid, data.valid_targets, self.config.valid_examples, 0)
+        parent = self.parent_model(data, base)
+        with tempfile.TemporaryDirectory() as tmp:
+            rows_path = Path(tmp) / "rows.jsonl"
+            rows = self.training_rows(*train)
+            self.check_lengths(rows)
+            rows_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+            self.chosen = self._search(parent, rows_path, valid) | {"train_rows": len(rows), **self.data_report}
+
+    def prepare(self, data: FitData) -> Path:
+        """The set-up before any training: the task's interface, the checks, the tokenizer; the base model's folder."""
         from recbench.llm.models import resolve_model
 
         self.task = task_interface(data, self.name)
@@ -187,15 +200,7 @@ class PostTrained(LLMMethod):
             raise ConfigError(f"method {self.name!r} fine-tunes local weights; --set model= takes an alias, hub id or folder.")
         base = resolve_model(self.config.model).path
         self._tokenizer(base)
-        train = draw(data.train_examples, data.train_targets, self.config.train_examples, self.seed)
-        valid = draw(data.valid, data.valid_targets, self.config.valid_examples, 0)
-        parent = self.parent_model(data, base)
-        with tempfile.TemporaryDirectory() as tmp:
-            rows_path = Path(tmp) / "rows.jsonl"
-            rows = self.training_rows(*train)
-            self.check_lengths(rows)
-            rows_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-            self.chosen = self._search(parent, rows_path, valid) | {"train_rows": len(rows), **self.data_report}
+        return base
 
     def _tokenizer(self, base: Path) -> None:
         from transformers import AutoTokenizer

@@ -28,13 +28,16 @@ import json
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from recbench import hookimpl
 from recbench.config import option
 from recbench.errors import ConfigError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.llm.recipe import OPTION_TOKENS, PRESETS, PostTrainConfig, PostTrained, draw
+
+if TYPE_CHECKING:
+    from recbench.llm.rewards import RewardFn
 
 PAPER_MODEL = "meta-llama/Llama-3.2-1B-Instruct"
 # smoke: 96 training users (SFT rows, then the prompts sampled for pairs and RL), 24 validation users (SFT's
@@ -109,8 +112,9 @@ class RLHFStage(PostTrained):
                              "sft_checkpoint": sft.chosen["checkpoint"]}
         return sft
 
-    def preference_pairs(self, sft: PostTrained, examples: ExampleSet, targets: Targets) -> tuple[list[dict], dict]:
-        """Pairs from ``n_samples`` replies of the SFT model per prompt, ranked by the task's metric."""
+    def preference_pairs(self, sft: PostTrained, examples: ExampleSet, targets: Targets,
+                         reward: RewardFn | None = None) -> tuple[list[dict], dict]:
+        """Pairs from ``n_samples`` replies of the SFT model per prompt, ranked by ``reward`` (default: the task's metric)."""
         from recbench.llm.preferences import preference_pairs, sample_replies
         from recbench.llm.rewards import RewardSpec, build_reward
 
@@ -119,7 +123,7 @@ class RLHFStage(PostTrained):
         rows = self.task.answer_rows(examples, targets, prompts, style)
         replies = sample_replies(sft.backend, prompts, self.config.n_samples, max_new_tokens=self.config.max_new_tokens,
                                  temperature=self.config.sample_temperature, seed=self.seed)
-        reward = build_reward(RewardSpec("metric", args={"name": self.task.selection_metric}))
+        reward = reward or build_reward(RewardSpec("metric", args={"name": self.task.selection_metric}))
         pairs, report = preference_pairs(prompts, replies, rows, reward)
         return [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs], report.to_dict()
 
@@ -214,17 +218,24 @@ class RLHFPPO(RLHFStage):
 
     def train_reward_model(self, data: FitData, base: Path, sft: PostTrained) -> Path:
         """The reward model on pairs of the training prompts; its accuracy on pairs of the validation prompts."""
+        c = self.config
+        pairs, report = self.preference_pairs(sft, *draw(data.train_examples, data.train_targets, c.train_examples, self.seed))
+        held_out, held_report = self.preference_pairs(sft, *draw(data.valid, data.valid_targets, c.valid_examples, 0))
+        if not pairs:
+            raise ConfigError(f"method {self.name!r}: no preference pair for the reward model (all samples tied); "
+                              "sample more (--set n_samples=..., train_examples=...).")
+        checkpoint, accuracy = self.fit_reward_model(base, pairs, held_out)
+        self.stage_report.update({**report, **{k.replace("pref_", "pref_valid_"): v for k, v in held_report.items()},
+                                  "rm_checkpoint": checkpoint.path.name, "rm_train_loss": checkpoint.provenance.get("train_loss"),
+                                  "rm_curve": checkpoint.provenance.get("curve"), **accuracy})
+        return checkpoint.path
+
+    def fit_reward_model(self, base: Path, pairs: list[dict], held_out: list[dict]) -> tuple[Any, dict[str, Any]]:
+        """A reward model on ``base`` trained on ``pairs`` (the checkpoint cache keeps it), and its accuracy on ``held_out``."""
         from recbench.llm.reward_model import pairwise_accuracy
         from recbench.llm.training import TrainJob, trained_checkpoint
 
         c = self.config
-        train = draw(data.train_examples, data.train_targets, c.train_examples, self.seed)
-        valid = draw(data.valid, data.valid_targets, c.valid_examples, 0)
-        pairs, report = self.preference_pairs(sft, *train)
-        held_out, held_report = self.preference_pairs(sft, *valid)
-        if not pairs:
-            raise ConfigError(f"method {self.name!r}: no preference pair for the reward model (all samples tied); "
-                              "sample more (--set n_samples=..., train_examples=...).")
         with tempfile.TemporaryDirectory() as tmp:
             rows = Path(tmp) / "pairs.jsonl"
             rows.write_text("".join(json.dumps(p, sort_keys=True) + "\n" for p in pairs))
@@ -233,11 +244,7 @@ class RLHFPPO(RLHFStage):
                            lora_dropout=c.lora_dropout, target_modules=tuple(c.target_modules), new_tokens=OPTION_TOKENS,
                            dtype=c.dtype, gradient_checkpointing=c.gradient_checkpointing)
             checkpoint = trained_checkpoint(job, processes=c.processes)
-        accuracy = pairwise_accuracy(str(checkpoint.path), held_out)
-        self.stage_report.update({**report, **{k.replace("pref_", "pref_valid_"): v for k, v in held_report.items()},
-                                  "rm_checkpoint": checkpoint.path.name, "rm_train_loss": checkpoint.provenance.get("train_loss"),
-                                  "rm_curve": checkpoint.provenance.get("curve"), **accuracy})
-        return checkpoint.path
+        return checkpoint, pairwise_accuracy(str(checkpoint.path), held_out)
 
     def reward_options(self) -> tuple[dict[str, Any], ...]:
         return ({"name": "reward_model", "weight": 1.0, "args": {"checkpoint": str(self.reward_checkpoint)}},)
