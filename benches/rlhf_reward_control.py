@@ -42,7 +42,7 @@ def distinct_titles(replies, rows) -> list[float]:
     return [float(len(read_reply(text, row).ranked)) for text, row in zip(replies, rows)]
 
 
-def topk_data():
+def topk_task_data():
     from recbench.data.store import apply_filters, get_catalog
     from recbench.manager import load_registry
     from recbench.runner import prepare_task_data
@@ -51,7 +51,7 @@ def topk_data():
     spec = registry.tasks.get("topk")
     catalog = apply_filters(get_catalog(registry.datasets.get(spec.dataset)), list(spec.filters))
     task = registry.task_kinds.get(spec.kind)(spec, {})
-    return prepare_task_data(task, catalog, task.protocol(catalog)).fit
+    return prepare_task_data(task, catalog, task.protocol(catalog))
 
 
 def main(argv: list[str]) -> int:
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
     Method = load_registry().methods.get("rlhf_ppo")
     method = Method(build_config(Method.Config, parse_assignments(args.settings), owner="rlhf_ppo"), seed=0)
     c = method.config
-    data = topk_data()
+    data = topk_task_data().fit
     start = time.perf_counter()
     base = method.prepare(data)
     sft = method.sft_start(data)
