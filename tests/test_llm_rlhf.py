@@ -256,6 +256,11 @@ def test_rlhf_recipes_run_the_pipeline_on_a_tiny_title_task(monkeypatch):
         fitted = described[name]
         assert "rm_heldout_accuracy" in fitted or fitted["rm_heldout_pairs"] == 0
         assert all("reward" in point for point in fitted["curve"])
+        # the reward model's score of the SFT start's and the policy's validation replies, paired
+        assert fitted["rm_valid_prompts"] == 2
+        assert fitted["rm_valid_gain"] == pytest.approx(fitted["rm_valid_score"] - fitted["rm_valid_score_start"], abs=2e-4)
+        low, high = fitted["rm_valid_gain_ci95"]
+        assert low <= fitted["rm_valid_gain"] <= high
     # one SFT start and one reward model, shared by every stage (content-addressed checkpoints)
     assert len({d["sft_checkpoint"] for d in described.values()}) == 1
     assert described["rlhf_ppo"]["rm_checkpoint"] == described["rlhf_rloo"]["rm_checkpoint"]

@@ -12,7 +12,9 @@ gives labelled training examples; the paper runs it on a generated list of 5 tit
   on the same pairs; its accuracy on pairs of the validation users is reported with a bootstrap
   interval that resamples users, each with all its pairs), then PPO from the SFT checkpoint against
   it (:mod:`recbench.llm.trainers.ppo`, written in recbench: TRL 1.16 has none; paper: r=8,
-  alpha=32, lr 1e-5, batch 16).
+  alpha=32, lr 1e-5, batch 16). After training, the reward model scores the SFT start's and the
+  policy's replies to the validation prompts, which no RL step saw (``rm_valid_gain``, paired):
+  a rising reward curve alone can be the spread between the prompts each step drew.
 - ``rlhf_rloo``: the same reward model, with TRL's maintained on-policy trainer ``RLOOTrainer``
   substituting for PPO.
 
@@ -208,13 +210,41 @@ class RLHFPPO(RLHFStage):
     Config = RLHFRLConfig
     trainer: ClassVar[str] = "ppo"
 
+    def fit(self, data: FitData) -> None:
+        super().fit(data)
+        self.stage_report.update(self.held_out_reward(data))
+
     def parent_model(self, data: FitData, base: Path) -> Path:
         from recbench.llm.reward_model import same_tokenizer
 
-        sft = self.sft_start(data)
-        self.reward_checkpoint = self.train_reward_model(data, base, sft)
+        self.sft = self.sft_start(data)
+        self.reward_checkpoint = self.train_reward_model(data, base, self.sft)
         same_tokenizer(self.tokenizer, self.reward_checkpoint)  # a clear error before any RL step
-        return sft.best_checkpoint.path
+        return self.sft.best_checkpoint.path
+
+    def held_out_reward(self, data: FitData) -> dict[str, Any]:
+        """Did the policy learn what its reward model prefers, beyond the spread between training prompts?
+
+        The reward model's score of the SFT start's and of the trained policy's greedy replies on the validation
+        prompts (no RL step saw them; both reply sets were generated for checkpoint selection, so they come from the
+        cache), and the policy's gain, paired by prompt.
+        """
+        import numpy as np
+
+        from recbench.llm.reward_model import reward_model_reward
+        from recbench.stats import paired_difference
+
+        examples, _ = draw(data.valid, data.valid_targets, self.config.valid_examples, 0)
+        prompts = self.task.prompts(examples, self.style())
+        if not prompts:
+            return {}
+        rows = [{"rm_prompt": list(p.messages)} for p in prompts]
+        score = reward_model_reward(str(self.reward_checkpoint))
+        start, policy = (np.asarray(score(who.generate(prompts), rows)) for who in (self.sft, self))
+        gain = paired_difference(policy, start)
+        return {"rm_valid_prompts": len(prompts), "rm_valid_score_start": round(float(start.mean()), 4),
+                "rm_valid_score": round(float(policy.mean()), 4), "rm_valid_gain": round(gain.mean, 4),
+                "rm_valid_gain_ci95": [round(gain.ci_low, 4), round(gain.ci_high, 4)], "rm_valid_gain_p": round(gain.p_value, 4)}
 
     def train_reward_model(self, data: FitData, base: Path, sft: PostTrained) -> Path:
         """The reward model on pairs of the training prompts; its accuracy on pairs of the validation prompts."""
