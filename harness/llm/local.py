@@ -52,8 +52,9 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
 SCORE_BATCH_TOKENS = 2048  # continuation tokens per scoring forward pass: bounds the (tokens x vocab) logits
 # padded prompt tokens per generation batch: a batch stops growing at batch_size rows or at this
-# many (distinct prompts x longest prompt) tokens (a prompt sampled n times is run once). Batching long prompts buys little on a CPU, where one
-# forward is compute-bound, and padding them to their longest neighbour costs a lot.
+# many (distinct prompts x longest prompt) tokens (a prompt sampled n times is run once). Batching
+# long prompts buys little on a CPU, where one forward is compute-bound, and padding them to their
+# longest neighbour costs a lot.
 GENERATE_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 
 
