@@ -177,6 +177,18 @@ def test_reward_model_trains_scores_and_serves_as_a_reward_then_ppo_takes_steps(
     assert accuracy["rm_heldout_pairs"] == 4 and accuracy["rm_heldout_prompts"] == 4 and 0 <= accuracy["rm_heldout_accuracy"] <= 1
     low, high = accuracy["rm_heldout_accuracy_ci95"]
     assert low <= accuracy["rm_heldout_accuracy"] <= high
+    # the pairs of one prompt share its replies: each conversation is scored once
+    from recbench.llm import reward_model
+
+    replies = [say(text) for text in ("['Alpha Road']", "zzz", "['Beta Street']")]
+    order = ((0, 1), (0, 2), (2, 1))
+    shared = [{"prompt": pairs[0]["prompt"], "chosen": replies[i], "rejected": replies[j]} for i, j in order]
+    scored, real = [], reward_model.score_texts
+    monkeypatch.setattr(reward_model, "score_texts", lambda folder, texts: scored.append(len(texts)) or real(folder, texts))
+    got = reward_model.pairwise_accuracy(str(checkpoint.path), shared, n_boot=50)
+    each = real(str(checkpoint.path), [pairs[0]["prompt"] + reply for reply in replies])
+    assert scored == [3] and got["rm_heldout_accuracy"] == round(float(np.mean([each[i] > each[j] for i, j in order])), 4)
+    monkeypatch.setattr(reward_model, "score_texts", real)
 
     # the reward by name, on the prompt carried in the answer row
     from recbench.llm.reward_model import register

@@ -118,8 +118,11 @@ def pairwise_accuracy(folder: str, pairs: Sequence[dict[str, Any]], *, n_boot: i
     resamples prompts (:func:`prompt_bootstrap`)."""
     if not pairs:
         return {"rm_heldout_pairs": 0}
-    chosen = score_texts(folder, [list(p["prompt"]) + list(p["chosen"]) for p in pairs])
-    rejected = score_texts(folder, [list(p["prompt"]) + list(p["rejected"]) for p in pairs])
+    # the n-choose-2 pairs of a prompt share its n replies: each conversation is scored once
+    sides = [[list(p["prompt"]) + list(p[side]) for p in pairs] for side in ("chosen", "rejected")]
+    unique = {json.dumps(c, sort_keys=True): c for c in sides[0] + sides[1]}
+    score = dict(zip(unique, score_texts(folder, list(unique.values()))))
+    chosen, rejected = (np.array([score[json.dumps(c, sort_keys=True)] for c in side]) for side in sides)
     correct = (chosen > rejected).astype(np.float64)
     prompts = [json.dumps(p["prompt"], sort_keys=True) for p in pairs]
     low, high = prompt_bootstrap(correct, prompts, n_boot=n_boot, seed=seed)
