@@ -11,7 +11,7 @@ The reward model is the one the newest ``rlhf_ppo`` run trained (its ``rm_checkp
 ``--checkpoint`` names another; it must exist in this machine's checkpoint cache (train it with
 ``recbench run --task topk --method rlhf_ppo ...`` or ``benches/rlhf_reward_control.py``). Run::
 
-    .venv/bin/python benches/rlhf_test_rewards.py [--results results] [--reference rlhf_sft] [--checkpoint FOLDER] [--users N]
+    .venv/bin/python benches/rlhf_test_rewards.py [--results results] [--reference rlhf_sft] [--checkpoint FOLDER] [--users N] [--methods rlhf_sft rlhf_ppo]
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reference", default="rlhf_sft")
     parser.add_argument("--checkpoint", default=None, help="a reward_model checkpoint folder")
     parser.add_argument("--users", type=int, default=None, help="the first N shared test users only (a quick look)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="stages to score")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from rlhf_reward_control import topk_task_data
 
-    runs = newest_runs(args.results)
+    runs = {name: run for name, run in newest_runs(args.results).items() if name in args.methods + [args.reference]}
     if "rlhf_ppo" not in runs and args.checkpoint is None:
         raise SystemExit("no rlhf_ppo run under --results: name a reward model with --checkpoint")
     checkpoint = Path(args.checkpoint) if args.checkpoint else checkpoints_dir() / recorded(runs["rlhf_ppo"][1], "rm_checkpoint")
