@@ -9,8 +9,8 @@ This bench takes the recipe's own steps (its SFT start, its sampled replies: the
 calls) and ranks the same replies two ways:
 
 - ``metric``: the task's metric, NDCG@5 against the held-out next items (what the recipe does);
-- ``distinct``: the number of distinct catalog titles a reply names (its ``ranked`` length as the
-  ``topk`` reader grounds it). This preference is in the text itself: a reward model whose wiring
+- ``distinct``: the number of distinct catalog titles a reply names (the ``distinct`` reward of
+  :mod:`recbench.llm.rewards`: its ``ranked`` length as the ``topk`` reader grounds it, over k). This preference is in the text itself: a reward model whose wiring
   works should learn it from as many pairs as the metric gives.
 
 It trains the recipe's reward model (``RLHFPPO.fit_reward_model``: same job, same steps) on each
@@ -35,13 +35,6 @@ from pathlib import Path
 OUT = Path(__file__).parent / "out" / "rlhf"
 
 
-def distinct_titles(replies, rows) -> list[float]:
-    """Distinct catalog titles each reply names, as the ``topk`` reader grounds them (misses and repeats dropped)."""
-    from recbench.llm.interface import read_reply
-
-    return [float(len(read_reply(text, row).ranked)) for text, row in zip(replies, rows)]
-
-
 def topk_task_data():
     from recbench.data.store import apply_filters, get_catalog
     from recbench.manager import load_registry
@@ -62,6 +55,7 @@ def main(argv: list[str]) -> int:
 
     from recbench.config import build_config, parse_assignments
     from recbench.llm.recipe import draw
+    from recbench.llm.rewards import RewardSpec, build_reward
     from recbench.manager import load_registry
 
     Method = load_registry().methods.get("rlhf_ppo")
@@ -73,7 +67,7 @@ def main(argv: list[str]) -> int:
     sft = method.sft_start(data)
     train = draw(data.train_examples, data.train_targets, c.train_examples, method.seed)
     valid = draw(data.valid, data.valid_targets, c.valid_examples, 0)
-    rewards = {"metric": None, "distinct": distinct_titles}
+    rewards = {"metric": None, "distinct": build_reward(RewardSpec("distinct"))}
     pairs = {name: (method.preference_pairs(sft, *train, reward=rewards[name]),
                     method.preference_pairs(sft, *valid, reward=rewards[name])) for name in ("metric", "distinct")}
     print(f"rlhf_ppo {json.dumps(args.settings)}: SFT start and {c.n_samples} replies for each of "
@@ -86,7 +80,8 @@ def main(argv: list[str]) -> int:
             print(f"  {name:<9} no pair: every prompt's replies tied ({report['pref_samples']} replies)")
             continue
         if n_train and len(train_pairs) > n_train:
-            train_pairs = random.Random(0).sample(train_pairs, n_train)  # the metric's count: the same steps
+            # the metric's count, so both train for the same steps (as --set max_pairs=N draws them)
+            train_pairs = random.Random(method.seed).sample(train_pairs, n_train)
         prompts = len({json.dumps(p["prompt"]) for p in train_pairs})
         start = time.perf_counter()
         checkpoint, accuracy = method.fit_reward_model(base, train_pairs, held_out)

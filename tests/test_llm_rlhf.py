@@ -58,6 +58,26 @@ def test_preference_pairs_score_by_ndcg_and_count_ungrounded_replies(title_row):
     assert report.to_dict()["pref_pairs_dropped_tied"] == 3
 
 
+def test_the_distinct_reward_counts_grounded_titles_without_repeats_over_k(title_row):
+    distinct = build_reward(RewardSpec("distinct"))
+    replies = ["['Alpha Road (1990)', 'Gamma Tower (1995)', 'Alpha Road (1990)']", "['Beta Garden', 'Zzzz Qqqq']",
+               "no list at all"]
+    assert distinct(replies, [title_row] * 3) == [2 / 5, 1 / 5, 0.0]
+
+
+def test_training_pairs_are_capped_by_a_seeded_draw(monkeypatch):
+    from recbench.plugins.llm.rlhf import RLHFDPO
+
+    method = RLHFDPO(RLHFDPO.Config(max_pairs=3), seed=0)
+    built = [{"prompt": [], "chosen": [i], "rejected": []} for i in range(10)]
+    monkeypatch.setattr(method, "preference_pairs", lambda sft, examples, targets: (list(built), {"pref_pairs_built": 10}))
+    pairs, report = method.training_pairs(None, None, None)
+    assert len(pairs) == 3 and report == {"pref_pairs_built": 10, "pref_pairs_kept": 3}
+    assert pairs == method.training_pairs(None, None, None)[0] and all(p in built for p in pairs)
+    with pytest.raises(ValueError, match="max_pairs"):
+        RLHFDPO.Config(max_pairs=0)
+
+
 def test_sampling_asks_n_replies_per_prompt_once_and_keeps_the_prefix():
     calls = []
 

@@ -20,6 +20,9 @@ Built-ins:
   (first named), and the format reward never rises (measured on CURec's alignment);
 - ``correct``: 1 when that committed answer (the first item a list names) is the target, else 0
   (the CURec paper's correctness reward);
+- ``distinct``: the number of distinct catalog items a reply names, as the task's reader grounds
+  them (misses and repeats dropped), over the list length ``k``: a preference that is in the text,
+  which the RLHF recipe's reward-model control ranks replies by;
 - ``rank``: a dense reward for small models: 1/rank of the target when options are ordered by
   how much of each one the reply names (n-gram overlap or the named number first), so a near miss
   earns more than nothing and a group of replies rarely has zero variance.
@@ -220,6 +223,13 @@ def correct_reward() -> RewardFn:
     return reward
 
 
+def distinct_reward() -> RewardFn:
+    def reward(replies, rows):
+        return [len(read_reply(text, row).ranked) / max(1, int(row.get("k", 1))) for text, row in zip(replies, rows)]
+
+    return reward
+
+
 def rank_reward() -> RewardFn:
     """Dense: 1/rank of the gold option when options are ordered by how strongly the reply names them."""
 
@@ -266,5 +276,6 @@ def length_plateau_reward(low: float = 0.3, high: float = 0.7, source_chars: str
 
 
 for _name, _factory in (("metric", metric_reward), ("format", format_reward), ("legal", legal_reward),
-                        ("correct", correct_reward), ("rank", rank_reward), ("length_plateau", length_plateau_reward)):
+                        ("correct", correct_reward), ("distinct", distinct_reward), ("rank", rank_reward),
+                        ("length_plateau", length_plateau_reward)):
     register_reward(_name, _factory)

@@ -125,9 +125,22 @@ class RLHFStage(PostTrained):
         rows = self.task.answer_rows(examples, targets, prompts, style)
         replies = sample_replies(sft.backend, prompts, self.config.n_samples, max_new_tokens=self.config.max_new_tokens,
                                  temperature=self.config.sample_temperature, seed=self.seed)
-        reward = reward or build_reward(RewardSpec("metric", args={"name": self.task.selection_metric}))
+        if reward is None:
+            spec = RewardSpec.parse(self.config.pair_reward)
+            reward = build_reward(RewardSpec("metric", args={"name": self.task.selection_metric}) if spec.name == "metric"
+                                  and not spec.args else spec)
         pairs, report = preference_pairs(prompts, replies, rows, reward)
         return [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs], report.to_dict()
+
+    def training_pairs(self, sft: PostTrained, examples: ExampleSet, targets: Targets) -> tuple[list[dict], dict]:
+        """The pairs of the training prompts, at most ``max_pairs`` of them (a seeded random draw)."""
+        import random
+
+        pairs, report = self.preference_pairs(sft, examples, targets)
+        if self.config.max_pairs is not None and len(pairs) > self.config.max_pairs:
+            pairs = random.Random(self.seed).sample(pairs, self.config.max_pairs)
+            report["pref_pairs_kept"] = len(pairs)
+        return pairs, report
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), **getattr(self, "stage_report", {})}
@@ -156,12 +169,17 @@ class RLHFDPOConfig(RLHFConfig):
     train_examples: int | None = option(None, "training prompts that get sampled replies (smoke 96, paper all)")
     n_samples: int | None = option(None, "replies sampled from the SFT model per prompt; all n-choose-2 pairs ranked (smoke 8, paper 4)")
     sample_temperature: float = option(1.0, "sampling temperature of those replies")
+    pair_reward: str = option("metric", "what ranks the sampled replies into pairs: the task's metric (the paper), or a "
+                                        "reward spec of recbench.llm.rewards, e.g. distinct (a control: a preference in the text)")
+    max_pairs: int | None = option(None, "keep at most this many training pairs, drawn at random (None: all)")
     beta: float = option(0.1, "DPO temperature")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_samples is not None and self.n_samples < 2:
             raise ValueError(f"n_samples must be at least 2 (a pair), got {self.n_samples}")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ValueError(f"max_pairs must be at least 1 (or unset for all), got {self.max_pairs}")
 
 
 class RLHFDPO(RLHFStage):
@@ -179,7 +197,7 @@ class RLHFDPO(RLHFStage):
         return self.sft.best_checkpoint.path
 
     def training_rows(self, examples: ExampleSet, targets: Targets) -> list[dict[str, Any]]:
-        pairs, report = self.preference_pairs(self.sft, examples, targets)
+        pairs, report = self.training_pairs(self.sft, examples, targets)
         self.data_report = report
         if not pairs:
             raise ConfigError(f"method {self.name!r}: the {report['pref_samples']} sampled replies gave no pair with "
@@ -249,7 +267,7 @@ class RLHFPPO(RLHFStage):
     def train_reward_model(self, data: FitData, base: Path, sft: PostTrained) -> Path:
         """The reward model on pairs of the training prompts; its accuracy on pairs of the validation prompts."""
         c = self.config
-        pairs, report = self.preference_pairs(sft, *draw(data.train_examples, data.train_targets, c.train_examples, self.seed))
+        pairs, report = self.training_pairs(sft, *draw(data.train_examples, data.train_targets, c.train_examples, self.seed))
         held_out, held_report = self.preference_pairs(sft, *draw(data.valid, data.valid_targets, c.valid_examples, 0))
         if not pairs:
             raise ConfigError(f"method {self.name!r}: no preference pair for the reward model (all samples tied); "
