@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     c = method.config
     data = topk_task_data().fit
     start = time.perf_counter()
-    base = method.prepare(data)
+    base = method.set_up(data)
     sft = method.sft_start(data)
     train = draw(data.train_examples, data.train_targets, c.train_examples, method.seed)
     valid = draw(data.valid, data.valid_targets, c.valid_examples, 0)

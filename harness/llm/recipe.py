@@ -174,7 +174,7 @@ class PostTrained(LLMMethod):
     # --- the shared core ----------------------------------------------------------------------
 
     def fit(self, data: FitData) -> None:
-        base = self.prepare(data)
+        base = self.set_up(data)
         train = draw(data.train_examples, data.train_targets, self.config.train_examples, self.seed)
         valid = draw(data.valid, data.valid_targets, self.config.valid_examples, 0)
         parent = self.parent_model(data, base)
@@ -185,7 +185,7 @@ class PostTrained(LLMMethod):
             rows_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
             self.chosen = self._search(parent, rows_path, valid) | {"train_rows": len(rows), **self.data_report}
 
-    def prepare(self, data: FitData) -> Path:
+    def set_up(self, data: FitData) -> Path:
         """The set-up before any training: the task's interface, the checks, the tokenizer; the base model's folder."""
         from recbench.llm.models import resolve_model
 
