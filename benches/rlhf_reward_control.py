@@ -35,18 +35,6 @@ from pathlib import Path
 OUT = Path(__file__).parent / "out" / "rlhf"
 
 
-def topk_task_data():
-    from recbench.data.store import apply_filters, get_catalog
-    from recbench.manager import load_registry
-    from recbench.runner import prepare_task_data
-
-    registry = load_registry()
-    spec = registry.tasks.get("topk")
-    catalog = apply_filters(get_catalog(registry.datasets.get(spec.dataset)), list(spec.filters))
-    task = registry.task_kinds.get(spec.kind)(spec, {})
-    return prepare_task_data(task, catalog, task.protocol(catalog))
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preferences", nargs="+", default=["distinct", "metric"], choices=["distinct", "metric"])
@@ -57,11 +45,12 @@ def main(argv: list[str]) -> int:
     from recbench.llm.recipe import draw
     from recbench.llm.rewards import RewardSpec, build_reward
     from recbench.manager import load_registry
+    from recbench.runner import load_task_data
 
     Method = load_registry().methods.get("rlhf_ppo")
     method = Method(build_config(Method.Config, parse_assignments(args.settings), owner="rlhf_ppo"), seed=0)
     c = method.config
-    data = topk_task_data().fit
+    data = load_task_data("topk").fit
     start = time.perf_counter()
     base = method.set_up(data)
     sft = method.sft_start(data)

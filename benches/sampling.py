@@ -21,16 +21,10 @@ import time
 
 
 def topk_prompts(method, count: int):
-    from recbench.data.store import apply_filters, get_catalog
     from recbench.llm.recipe import draw
-    from recbench.manager import load_registry
-    from recbench.runner import prepare_task_data
+    from recbench.runner import load_task_data
 
-    registry = load_registry()
-    spec = registry.tasks.get("topk")
-    catalog = apply_filters(get_catalog(registry.datasets.get(spec.dataset)), list(spec.filters))
-    task = registry.task_kinds.get(spec.kind)(spec, {})
-    data = prepare_task_data(task, catalog, task.protocol(catalog)).fit
+    data = load_task_data("topk").fit
     method.fit(data)
     examples, _ = draw(data.train_examples, data.train_targets, count, 0)
     return method.task.prompts(examples, method.style())

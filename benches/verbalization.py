@@ -36,18 +36,6 @@ from pathlib import Path
 from typing import Any
 
 
-def rerank_data(task_settings: dict[str, Any]):
-    from recbench.data.store import apply_filters, get_catalog
-    from recbench.manager import load_registry
-    from recbench.runner import prepare_task_data
-
-    registry = load_registry()
-    spec = registry.tasks.get("rerank")
-    catalog = apply_filters(get_catalog(registry.datasets.get(spec.dataset)), list(spec.filters))
-    task = registry.task_kinds.get(spec.kind)(spec, task_settings)
-    return prepare_task_data(task, catalog, task.protocol(catalog))
-
-
 def timed_steps() -> list[dict[str, float]]:
     """Wraps GRPOTrainer's step, input preparation and generation with timers; returns the per-step list it fills."""
     from trl import GRPOTrainer
@@ -94,8 +82,9 @@ def timed_steps() -> list[dict[str, float]]:
 def time_stage1(args: argparse.Namespace) -> int:
     from recbench.config import build_config
     from recbench.manager import load_registry
+    from recbench.runner import load_task_data
 
-    data = rerank_data({})
+    data = load_task_data("rerank")
     method_cls = load_registry().methods.get(args.method)
     settings = dict(s.split("=", 1) for s in args.set)
     config = build_config(method_cls.Config, {}, settings, owner=f"method {args.method!r} config")
@@ -212,9 +201,10 @@ def oracle_reads_history(args: argparse.Namespace) -> int:
     from recbench.llm.recipe import draw
     from recbench.llm.verbalizers import History
     from recbench.manager import load_registry
+    from recbench.runner import load_task_data
     from recbench.stats import paired_difference
 
-    data = rerank_data({}).fit
+    data = load_task_data("rerank").fit
     method = load_registry().methods.get("verbal_rewrite")()
     method.attach(data)
     c = method.config

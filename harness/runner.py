@@ -27,7 +27,7 @@ from recbench.data.store import apply_filters, get_catalog, recbench_home
 from recbench.errors import ConfigError, RecbenchError, RegistrationError, TargetLeakError, UnsupportedTaskError
 from recbench.examples import ExampleSet, FitData, Targets
 from recbench.hashing import hash_arrays
-from recbench.manager import plugin_source
+from recbench.manager import load_registry, plugin_source
 from recbench.metrics import Outcome, evaluate, summarize_values
 from recbench.planning import CostBook, Preview, StageBars, announce, estimate, fit_summary
 from recbench.registry import Registry
@@ -115,13 +115,10 @@ class Runner:
         config = build_config(
             method_cls.Config, request.method_settings, request.cli_settings, owner=f"method {request.method!r} config"
         )
-        if request.dataset:
-            spec = replace(spec, dataset=request.dataset)
-        catalog = get_catalog(self.registry.datasets.get(spec.dataset), quiet=request.quiet)
-        catalog = apply_filters(catalog, list(spec.filters))
-        task = kind(spec, request.task_settings)
+        task, catalog = task_and_catalog(self.registry, request.task, request.task_settings, dataset=request.dataset,
+                                         quiet=request.quiet)
         check_metric_cutoffs(task)
-        return task, method_cls, config, catalog.with_tie_seed(task.common.tie_seed)
+        return task, method_cls, config, catalog
 
     def prepare(self, task: Task, catalog: Catalog, protocol: dict[str, Any]) -> TaskData:
         return prepare_task_data(task, catalog, protocol)
@@ -275,12 +272,9 @@ class Runner:
 
     def record_ceiling(self, request: RunRequest) -> RunOutcome:
         """Write the ``oracle`` row: the task's Bayes-optimal expected metrics, flagged as a ceiling."""
-        spec = self.registry.tasks.get(request.task)
-        if request.dataset:
-            spec = replace(spec, dataset=request.dataset)
-        catalog = apply_filters(get_catalog(self.registry.datasets.get(spec.dataset), quiet=request.quiet), list(spec.filters))
-        task = self.registry.task_kinds.get(spec.kind)(spec, request.task_settings)
-        catalog = catalog.with_tie_seed(task.common.tie_seed)
+        task, catalog = task_and_catalog(self.registry, request.task, request.task_settings, dataset=request.dataset,
+                                         quiet=request.quiet)
+        spec = task.spec
         protocol = task.protocol(catalog)
         run_id = make_run_id(spec.name, protocol["fingerprint"], ORACLE, {}, 0)
         if not request.force and (cached := self.store.load(spec.name, ORACLE, run_id)) is not None:
@@ -333,6 +327,23 @@ def protected_paths(results_root: Path) -> list[Path]:
     """What method code may not open: split and dataset caches, and the results folder."""
     home = recbench_home()
     return [home / "splits", home / "datasets", Path(results_root)]
+
+
+def task_and_catalog(registry: Registry, name: str, settings: dict[str, Any], *, dataset: str | None = None,
+                     quiet: bool = False) -> tuple[Task, Catalog]:
+    """Task ``name`` with ``settings``, and its dataset's catalog, filtered and tie-seeded as every run sees it."""
+    spec = registry.tasks.get(name)
+    if dataset:
+        spec = replace(spec, dataset=dataset)
+    catalog = apply_filters(get_catalog(registry.datasets.get(spec.dataset), quiet=quiet), list(spec.filters))
+    task = registry.task_kinds.get(spec.kind)(spec, settings)
+    return task, catalog.with_tie_seed(task.common.tie_seed)
+
+
+def load_task_data(name: str, settings: dict[str, Any] | None = None) -> TaskData:
+    """Task ``name``'s data as ``recbench run`` prepares it (the same split cache), for benches and notebooks."""
+    task, catalog = task_and_catalog(load_registry(), name, settings or {})
+    return prepare_task_data(task, catalog, task.protocol(catalog))
 
 
 def prepare_task_data(task: Task, catalog: Catalog, protocol: dict[str, Any]) -> TaskData:

@@ -16,6 +16,7 @@ cache, and scores all its continuations in one batched forward pass that reuses 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import inspect
 from collections.abc import Sequence
@@ -265,7 +266,7 @@ class TransformersBackend:
         cache.batch_select_indices(torch.tensor(owner, device=self.device))
         return {self._cache_argument: cache}
 
-    @property
+    @functools.cached_property
     def _cache_argument(self) -> str:
         # transformers 5.2x names the KV cache ``cache``; earlier 5.x releases ``past_key_values``
         return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
